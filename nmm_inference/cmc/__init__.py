@@ -1,0 +1,1 @@
+"""The canonical microcircuit (CMC): equations, spectra and simulation (numpy/scipy only)."""

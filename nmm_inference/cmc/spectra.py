@@ -1,0 +1,169 @@
+"""Predicted cross-spectral densities of the CMC, exactly as SPM computes them.
+
+Reference (numpy) implementation of ``spm_dcm_mtf``, ``spm_csd_mtf_gu`` and ``spm_csd_mtf``
+for any number of sources (``../shared/docs/spm-cmc.md`` §3).  The fast single-source
+kernel with gradients lives in :mod:`nmm_inference.cmc.kernel` and is tested against this
+module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..params import canonical_spm
+from .equations import (
+    delay_matrix,
+    delayed_jacobian,
+    input_jacobian,
+    jacobian,
+    neural_from_spm,
+)
+
+__all__ = [
+    "check_freqs",
+    "condition_eigenvalues",
+    "dct_basis",
+    "noise_spectra",
+    "transfer_function",
+    "predict_csd_full",
+    "CSDPrediction",
+]
+
+
+def check_freqs(hz):
+    """Validate a frequency vector (Hz): 1-D, finite, strictly positive."""
+    hz = np.asarray(hz, dtype=float)
+    if hz.ndim != 1 or hz.size == 0:
+        raise ParameterError(f"frequencies must be a non-empty 1-D array, got shape {hz.shape}")
+    if not np.all(np.isfinite(hz)):
+        raise ParameterError("frequencies must be finite")
+    if np.any(hz <= 0):
+        raise ParameterError(f"frequencies must be positive (Hz); smallest given is {hz.min()}")
+    return hz
+
+
+def condition_eigenvalues(s, max_hz):
+    """SPM's eigenvalue 'conditioning' in ``spm_dcm_mtf``.
+
+    For ``max(Hz) > 1``: ``Re s -> Re s - exp(Re s)``, which leaves stable modes unchanged
+    (to exp(Re s)) and pushes growing modes far into the left half-plane.  Otherwise
+    ``Re s -> min(Re s, -1/32)``.
+    """
+    s = np.asarray(s, dtype=complex)
+    if max_hz > 1:
+        re = s.real - np.exp(np.minimum(s.real, 700.0))
+    else:
+        re = np.minimum(s.real, -1.0 / 32.0)
+    return re + 1j * s.imag
+
+
+def dct_basis(nf):
+    """Columns 2..5 of SPM's ``spm_dctmtx(nf, 5)``, shape (nf, 4)."""
+    k = np.arange(nf)[:, None]
+    m = np.arange(1, 5)[None, :]
+    return np.sqrt(2.0 / nf) * np.cos(np.pi * (2 * k + 1) * m / (2 * nf))
+
+
+def noise_spectra(Pc, hz):
+    """Innovations Gu (nf, n), channel-specific noise Gs (nf, nc), common noise Gn (nf,).
+
+    ``spm_csd_mtf_gu``: ``Gu = exp(a1) f^-exp(a2) exp(X d)``, ``Gn = exp(b1 - 2) f^-exp(b2)``,
+    ``Gs_i = exp(c1_i - 2) f^-exp(c2_1)`` (channel 1's exponent for every channel, as SPM).
+    """
+    hz = check_freqs(hz)
+    a, b, c, d = Pc["a"], Pc["b"], Pc["c"], Pc["d"]
+    X = dct_basis(hz.size)
+    Gu = np.exp(a[0][None, :]) * hz[:, None] ** (-np.exp(a[1][None, :])) * np.exp(X @ d)
+    Gn = np.exp(b[0, 0] - 2.0) * hz ** (-np.exp(b[1, 0]))
+    Gs = np.exp(c[0][None, :] - 2.0) * hz[:, None] ** (-np.exp(c[1, 0]))
+    return Gu, Gs, Gn
+
+
+@dataclass(frozen=True)
+class CSDPrediction:
+    """Everything ``spm_csd_mtf`` computes on the way to the predicted CSD."""
+
+    hz: np.ndarray
+    csd: np.ndarray              # (nf, nc, nc) complex, the full prediction
+    transfer: np.ndarray         # (nf, nc, n) complex, channel x input transfer function
+    eigenvalues: np.ndarray      # raw eigenvalues of the (delayed) Jacobian
+    eigenvalues_conditioned: np.ndarray
+    jacobian: np.ndarray         # the Jacobian used (delayed if delays are on)
+    delay_converged: bool
+
+    @property
+    def max_growth_rate(self) -> float:
+        """Largest real part of the raw eigenvalues (1/s); > 0 means a growing mode."""
+        return float(np.max(self.eigenvalues.real))
+
+
+def transfer_function(Jd, B, C, hz):
+    """SPM's modal transfer function with eigenvalue conditioning.
+
+    ``H(f) = sum_k (C v)_k (v^-1 B)_k / (i 2 pi f - s_k)`` for eigenpairs (s_k, v_k) of Jd.
+
+    Returns ``H`` (nf, nc, nu), raw and conditioned eigenvalues.
+    """
+    hz = check_freqs(hz)
+    s, V = np.linalg.eig(Jd)
+    sc = condition_eigenvalues(s, hz.max())
+    CV = C @ V
+    ViB = np.linalg.solve(V, B.astype(complex))
+    w = 2j * np.pi * hz
+    with np.errstate(over="ignore", invalid="ignore"):
+        den = 1.0 / (w[:, None] - sc[None, :])
+    den[~np.isfinite(den)] = 0.0
+    H = np.einsum("ck,fk,ku->fcu", CV, den, ViB)
+    return H, s, sc
+
+
+def _observer(Pc, n):
+    """dg/dx for LFP channels, (n, 8n): row i has L_i * J_s at column s*n + i."""
+    L = Pc["L"].ravel()
+    Jw = Pc["J"].ravel()
+    return np.kron(Jw[None, :], np.diag(L))
+
+
+def predict_csd_full(P, hz, *, delays=True, n_sources=None):
+    """Predicted CSD for an n-source LFP CMC, SPM's ``spm_csd_mtf`` (reference implementation).
+
+    Parameters
+    ----------
+    P : dict
+        SPM parameter dict (see :func:`nmm_inference.params.canonical_spm`).
+    hz : array-like, shape (nf,)
+        Frequencies in Hz.
+    delays : bool
+        Apply SPM's delay operator (SPM's default).  ``False`` reproduces ``M.D = 1``.
+
+    Returns
+    -------
+    CSDPrediction
+    """
+    hz = check_freqs(hz)
+    Pc = canonical_spm(P, n_sources)
+    nm = neural_from_spm(Pc)
+    n = nm.n_sources
+    J = jacobian(nm)
+    B = input_jacobian(nm)
+    converged = True
+    if delays:
+        Jd, converged = delayed_jacobian(J, delay_matrix(nm))
+        Bd = Jd @ np.linalg.solve(J, B)
+    else:
+        Jd, Bd = J, B
+    C = _observer(Pc, n)
+    H, s, sc = transfer_function(Jd, Bd, C, hz)
+    Gu, Gs, Gn = noise_spectra(Pc, hz)
+    G = np.einsum("fis,fs,fjs->fij", H, Gu, H.conj())
+    nc = G.shape[1]
+    G = G + Gn[:, None, None]
+    G[:, np.arange(nc), np.arange(nc)] += Gs
+    k = np.arange(1, hz.size + 1)
+    filt = np.exp(Pc["f"][0, 0] + Pc["f"][1, 0] * k / hz.size)
+    G = G * filt[:, None, None]
+    return CSDPrediction(hz=hz, csd=G, transfer=H, eigenvalues=s, eigenvalues_conditioned=sc,
+                         jacobian=Jd, delay_converged=bool(converged))
