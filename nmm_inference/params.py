@@ -269,7 +269,7 @@ def canonical_spm(P: Mapping, n_sources: int | None = None) -> dict:
             f"unknown SPM parameter field(s) {unknown}; expected some of {list(SPM_FIELDS)}")
     if n_sources is None:
         G = np.asarray(P.get("G", np.zeros(4)), dtype=float)
-        n_sources = 1 if G.size <= 4 else G.shape[0]
+        n_sources = G.shape[0] if G.ndim == 2 else 1
     n = _check_n(n_sources)
     shapes = _shapes(n)
     out = prior_mean_spm(n)
@@ -292,6 +292,9 @@ def canonical_spm(P: Mapping, n_sources: int | None = None) -> dict:
             arr = arr.reshape(shape)
         elif key == "T" and arr.shape == (n, 4):
             pass  # source-specific time constants
+        elif key == "G" and arr.ndim <= 2 and arr.size % n == 0 and 1 <= arr.size // n <= 10:
+            # SPM frees 4 gains by default; P.G may free up to all 10 (spm_fx_cmc's map j)
+            arr = arr.reshape(n, arr.size // n)
         else:
             raise ParameterError(
                 f"field {key!r} has shape {arr.shape}; expected {shape} for {n} source(s)")

@@ -323,6 +323,8 @@ def delayed_jacobian(J, D, *, tol=1e-13, max_iter=60):
     scale = max(np.max(np.abs(J)), 1.0)
     converged = False
     for _ in range(max_iter):
+        if not np.all(np.isfinite(X)):
+            break
         lam, V = np.linalg.eig(X)
         Vi = np.linalg.inv(V)
         F = X.astype(complex)

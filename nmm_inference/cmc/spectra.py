@@ -156,6 +156,14 @@ def predict_csd_full(P, hz, *, delays=True, n_sources=None):
     else:
         Jd, Bd = J, B
     C = _observer(Pc, n)
+    if not converged:
+        # no delayed Jacobian: the documented signal is an infinite spectrum
+        nc = C.shape[0]
+        inf = np.full((hz.size, nc, nc), np.inf + 0j)
+        nanv = np.full(8 * n, np.nan + 0j)
+        return CSDPrediction(hz=hz, csd=inf, transfer=np.full((hz.size, nc, n), np.nan + 0j),
+                             eigenvalues=nanv, eigenvalues_conditioned=nanv, jacobian=Jd,
+                             delay_converged=False)
     H, s, sc = transfer_function(Jd, Bd, C, hz)
     Gu, Gs, Gn = noise_spectra(Pc, hz)
     G = np.einsum("fis,fs,fjs->fij", H, Gu, H.conj())

@@ -1,0 +1,122 @@
+"""PyTensor Op for the one-source CMC spectrum, with its exact gradient.
+
+``pytensor.grad`` cannot pass through complex numbers (``../shared/docs/stack-notes.md``),
+and a plain PyTensor graph of the delayed, eigenvalue-conditioned spectrum would be both
+complex and slow.  This Op wraps the numba kernel of :mod:`nmm_inference.cmc.kernel`, which
+returns the spectrum and its Jacobian in one pass; the gradient is ``g @ jac``.  It is
+registered for PyTensor's NUMBA backend (used by nutpie and by ``compile_kwargs={"mode":
+"NUMBA"}``), so no Python object mode is involved there.
+
+Importing this module imports pytensor; ``import nmm_inference`` does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import DisconnectedType
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
+
+from .kernel import N_FREE, _check_theta, _kernel
+
+__all__ = ["CMCSpectrumOp", "cmc_spectrum"]
+
+_MAX_ITER = 50
+_TOL = 1e-13
+
+
+class CMCSpectrumOp(Op):
+    """Spectrum of the one-source LFP CMC as a PyTensor Op.
+
+    Inputs: ``theta`` (25,) free parameters on SPM's scale (order
+    :data:`nmm_inference.cmc.kernel.FREE_NAMES`) and ``hz`` (n_freqs,) in Hz.
+    Outputs: ``spectrum`` (n_freqs,), ``jacobian`` (n_freqs, 25) and ``max_growth_rate``
+    (scalar, 1/s).
+
+    Parameters
+    ----------
+    reject_growing : bool
+        If True, parameter values whose delayed Jacobian has a growing mode give a spectrum
+        of ``+inf`` (so the likelihood is ``-inf`` and samplers reject them).  If False
+        (SPM's behaviour), SPM's eigenvalue conditioning is applied.  Either way a delay
+        operator that fails to converge gives ``+inf``.
+    """
+
+    __props__ = ("reject_growing",)
+
+    def __init__(self, reject_growing: bool = False):
+        self.reject_growing = bool(reject_growing)
+        super().__init__()
+
+    def make_node(self, theta, hz):
+        theta = pt.as_tensor_variable(theta).astype("float64")
+        hz = pt.as_tensor_variable(hz).astype("float64")
+        if theta.type.ndim != 1 or hz.type.ndim != 1:
+            raise TypeError("theta and hz must be vectors")
+        return Apply(self, [theta, hz], [pt.dvector(), pt.dmatrix(), pt.dscalar()])
+
+    def perform(self, node, inputs, output_storage):
+        theta, hz = inputs
+        theta, hz = _check_theta(theta, hz) if np.all(np.isfinite(theta)) else (theta, hz)
+        if not np.all(np.isfinite(theta)):
+            y = np.full(hz.shape[0], np.inf)
+            jac = np.zeros((hz.shape[0], N_FREE))
+            maxre = np.inf
+        else:
+            y, jac, status, maxre = _kernel(theta, hz, True, _MAX_ITER, _TOL)
+            if self.reject_growing and status == 1:
+                y = np.full_like(y, np.inf)
+        output_storage[0][0] = y
+        output_storage[1][0] = jac
+        output_storage[2][0] = np.asarray(maxre, dtype=np.float64)
+
+    def infer_shape(self, fgraph, node, shapes):
+        nf = shapes[1][0]
+        return [(nf,), (nf, N_FREE), ()]
+
+    def connection_pattern(self, node):
+        return [[True, True, True], [False, False, False]]
+
+    def pullback(self, inputs, outputs, output_grads):
+        gy = output_grads[0]
+        if isinstance(gy.type, DisconnectedType):
+            gtheta = pt.zeros_like(inputs[0])
+        else:
+            gtheta = pt.dot(gy, outputs[1])
+        for g in output_grads[1:]:
+            if not isinstance(g.type, DisconnectedType):
+                raise NotImplementedError(
+                    "gradients through the Jacobian or the growth-rate output are not implemented")
+        return [gtheta, DisconnectedType()()]
+
+
+@register_funcify_default_op_cache_key(CMCSpectrumOp)
+def _numba_funcify_cmc(op, node=None, **kwargs):
+    reject = op.reject_growing
+
+    @numba_njit
+    def cmc_spectrum_numba(theta, hz):
+        ok = True
+        for i in range(theta.shape[0]):
+            if not np.isfinite(theta[i]):
+                ok = False
+        if not ok:
+            y = np.full(hz.shape[0], np.inf)
+            return y, np.zeros((hz.shape[0], N_FREE)), np.asarray(np.inf)
+        y, jac, status, maxre = _kernel(theta, hz, True, _MAX_ITER, _TOL)
+        if reject and status == 1:
+            y = np.full(hz.shape[0], np.inf)
+        return y, jac, np.asarray(maxre)
+
+    return cmc_spectrum_numba
+
+
+def cmc_spectrum(theta, hz, *, reject_growing: bool = False):
+    """Symbolic spectrum of the one-source CMC (see :class:`CMCSpectrumOp`).
+
+    Returns the spectrum (n_freqs,) and the maximal growth rate of the delayed Jacobian.
+    """
+    y, _, maxre = CMCSpectrumOp(reject_growing)(theta, hz)
+    return y, maxre
