@@ -37,8 +37,10 @@ Status codes returned by the kernel (see :func:`spectrum_and_jacobian`):
 
 from __future__ import annotations
 
-import numpy as np
+import llvmlite.binding as llvm
 import numba
+import numpy as np
+from numba.extending import get_cython_function_address
 
 from ..params import parameter_table
 
@@ -51,6 +53,347 @@ assert N_FREE == 25
 
 _T0 = np.array([2.0, 2.0, 16.0, 28.0]) / 1000.0
 _GDEF = np.array([4, 4, 8, 4, 4, 2, 4, 4, 2, 1], dtype=np.float64) * 200.0
+
+
+# ----------------------------------------------------------------------------------------
+# LAPACK's dgeev, called directly: numba's np.linalg.eig needs complex input (zgeev, ~2x
+# slower) and allocates a workspace query on every call.
+# Bound by symbol name (not as a ctypes object) so that numba can cache the compiled kernel.
+llvm.add_symbol("nmm_inference_dgeev",
+                get_cython_function_address("scipy.linalg.cython_lapack", "dgeev"))
+_dgeev = numba.types.ExternalFunction("nmm_inference_dgeev",
+                                      numba.types.void(*([numba.types.voidptr] * 14)))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _eigvals_real(A):
+    """Eigenvalues of a real square matrix (dgeev, no eigenvectors)."""
+    n = A.shape[0]
+    a = np.ascontiguousarray(A.T)
+    wr = np.empty(n)
+    wi = np.empty(n)
+    vl = np.empty(1)
+    vr = np.empty(1)
+    lw = 8 * n
+    work = np.empty(lw)
+    jobv = np.array([ord("N")], dtype=np.uint8)
+    nn = np.array([n], dtype=np.int32)
+    one = np.array([1], dtype=np.int32)
+    lwork = np.array([lw], dtype=np.int32)
+    info = np.zeros(1, dtype=np.int32)
+    _dgeev(jobv.ctypes, jobv.ctypes, nn.ctypes, a.ctypes, nn.ctypes, wr.ctypes, wi.ctypes,
+           vl.ctypes, one.ctypes, vr.ctypes, one.ctypes, work.ctypes, lwork.ctypes, info.ctypes)
+    return wr, wi, info[0]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lu(A, piv):
+    """In-place LU with partial pivoting of a small complex matrix; False if singular."""
+    n = A.shape[0]
+    for k in range(n):
+        m = k
+        best = abs(A[k, k])
+        for i in range(k + 1, n):
+            v = abs(A[i, k])
+            if v > best:
+                best = v
+                m = i
+        piv[k] = m
+        if best == 0.0 or not np.isfinite(best):
+            return False
+        if m != k:
+            for j in range(n):
+                t = A[k, j]
+                A[k, j] = A[m, j]
+                A[m, j] = t
+        inv = 1.0 / A[k, k]
+        for i in range(k + 1, n):
+            A[i, k] *= inv
+            f = A[i, k]
+            for j in range(k + 1, n):
+                A[i, j] -= f * A[k, j]
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lu_solve(LU, piv, b):
+    """Solve in place with an LU from :func:`_lu`; b is (n,) or (n, m)."""
+    n = LU.shape[0]
+    for k in range(n):
+        m = piv[k]
+        if m != k:
+            t = b[k].copy() if b.ndim == 2 else b[k]
+            b[k] = b[m]
+            b[m] = t
+    for i in range(n):
+        for k in range(i):
+            b[i] -= LU[i, k] * b[k]
+    for i in range(n - 1, -1, -1):
+        for k in range(i + 1, n):
+            b[i] -= LU[i, k] * b[k]
+        b[i] /= LU[i, i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _physical(theta):
+    kap = np.empty(4)
+    for p in range(4):
+        kap[p] = np.exp(-theta[p]) / _T0[p]
+    G = _GDEF.copy()
+    G[6] *= np.exp(theta[4])
+    G[1] *= np.exp(theta[5])
+    G[2] *= np.exp(theta[6])
+    G[3] *= np.exp(theta[7])
+    d = 1e-3 * np.exp(theta[8])
+    s = 2.0 / 3.0 * np.exp(theta[9]) / 4.0
+    W = np.zeros((4, 4))
+    W[0, 0] = -G[0]
+    W[0, 1] = -G[1]
+    W[0, 2] = -G[2]
+    W[2, 2] = -G[3]
+    W[2, 0] = G[4]
+    W[2, 3] = G[5]
+    W[1, 1] = -G[6]
+    W[1, 0] = G[7]
+    W[3, 2] = -G[8]
+    W[3, 3] = -G[9]
+    # K: delayed voltage-to-current coefficients, J[c_p, v_q] = K[p, q]
+    K = np.empty((4, 4))
+    for p in range(4):
+        for q in range(4):
+            K[p, q] = kap[p] * W[p, q] * s
+        K[p, p] -= kap[p] * kap[p]
+    # dK and dkappa for the 10 neural parameters (T1..4, G7, G2, G3, G4, D, S)
+    dK = np.zeros((10, 4, 4))
+    dkap = np.zeros((10, 4))
+    for p in range(4):
+        for q in range(4):
+            dK[p, p, q] = -kap[p] * W[p, q] * s
+        dK[p, p, p] += 2.0 * kap[p] * kap[p]
+        dkap[p, p] = -kap[p]
+    dK[4, 1, 1] = kap[1] * W[1, 1] * s
+    dK[5, 0, 1] = kap[0] * W[0, 1] * s
+    dK[6, 0, 2] = kap[0] * W[0, 2] * s
+    dK[7, 2, 2] = kap[2] * W[2, 2] * s
+    for p in range(4):
+        for q in range(4):
+            dK[9, p, q] = kap[p] * W[p, q] * s
+    return kap, K, dK, dkap, d
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _full_jacobian(kap, K):
+    """8x8 Jacobian in SPM order (v_p at 2p, c_p at 2p+1) and the delay mask."""
+    J = np.zeros((8, 8))
+    Dm = np.ones((8, 8))
+    for p in range(4):
+        J[2 * p, 2 * p + 1] = 1.0
+        J[2 * p + 1, 2 * p + 1] = -2.0 * kap[p]
+        for q in range(4):
+            J[2 * p + 1, 2 * q] = K[p, q]
+        Dm[2 * p, 2 * p] = 0.0
+        Dm[2 * p + 1, 2 * p + 1] = 0.0
+        Dm[2 * p, 2 * p + 1] = 0.0
+    return J, Dm
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _input_solution(kap, K, dK):
+    """z = J^-1 b for b = 512 kappa_ss e_{c_ss}: z_v = K^-1 b_c, z_c = 0, and dz_v."""
+    Kc = K.astype(np.complex128)
+    piv = np.empty(4, dtype=np.int64)
+    ok = _lu(Kc, piv)
+    zv = np.zeros(4, dtype=np.complex128)
+    zv[0] = 512.0 * kap[0]
+    _lu_solve(Kc, piv, zv)
+    dzv = np.empty((4, 10), dtype=np.complex128)
+    for pp in range(10):
+        for a in range(4):
+            acc = 0.0
+            for b in range(4):
+                acc -= dK[pp, a, b] * zv[b].real
+            dzv[a, pp] = acc
+    dzv[0, 0] -= 512.0 * kap[0]      # d b_c / d theta_T1
+    _lu_solve(Kc, piv, dzv)
+    return ok, zv, dzv
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _nep_T(lam, kap, K, d, T, Tp):
+    """T(lam) = lam^2 I + 2 lam diag(kappa) - e^{-d lam} K and its derivative."""
+    e = np.exp(-d * lam)
+    for p in range(4):
+        for q in range(4):
+            T[p, q] = -e * K[p, q]
+            Tp[p, q] = d * e * K[p, q]
+        T[p, p] += lam * lam + 2.0 * lam * kap[p]
+        Tp[p, p] += 2.0 * lam + 2.0 * kap[p]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _nep_root(lam, kap, K, d, tol, max_iter):
+    """Newton-trace iteration for det T(lam) = 0; returns (lam, converged)."""
+    T = np.empty((4, 4), dtype=np.complex128)
+    Tp = np.empty((4, 4), dtype=np.complex128)
+    piv = np.empty(4, dtype=np.int64)
+    for it in range(max_iter):
+        _nep_T(lam, kap, K, d, T, Tp)
+        if not _lu(T, piv):
+            return lam, True   # exactly singular: lam is a root
+        _lu_solve(T, piv, Tp)
+        tr = Tp[0, 0] + Tp[1, 1] + Tp[2, 2] + Tp[3, 3]
+        if tr == 0:
+            return lam, False
+        step = 1.0 / tr
+        lam = lam - step
+        if abs(step) <= tol * (1.0 + abs(lam)):
+            return lam, True
+    return lam, False
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
+    """Eigenpairs of SPM's delayed Jacobian from the 4x4 nonlinear eigenproblem.
+
+    Returns ok, lam (8,), r (8,), rs (3, 8), dlam (10, 8), dr (10, 8).
+    """
+    lam = np.zeros(8, dtype=np.complex128)
+    r = np.zeros(8, dtype=np.complex128)
+    rs = np.zeros((3, 8), dtype=np.complex128)
+    dlam = np.zeros((10, 8), dtype=np.complex128)
+    dr = np.zeros((10, 8), dtype=np.complex128)
+    # initial guesses: eigenvalues of SPM's first-order operator (I + D*J)^-1 J
+    J, Dm = _full_jacobian(kap, K)
+    A0 = np.eye(8) + d * Dm * J
+    X0 = np.linalg.solve(A0, J)
+    wr, wi, info = _eigvals_real(X0)
+    if info != 0:
+        return False, lam, r, rs, dlam, dr
+    nu = np.zeros((8, 4), dtype=np.complex128)     # voltage profiles, normalised nu[m] = 1
+    dnu = np.zeros((10, 8, 4), dtype=np.complex128)
+    k = 0
+    T = np.empty((4, 4), dtype=np.complex128)
+    Tp = np.empty((4, 4), dtype=np.complex128)
+    piv4 = np.empty(4, dtype=np.int64)
+    B = np.empty((5, 5), dtype=np.complex128)
+    piv5 = np.empty(5, dtype=np.int64)
+    while k < 8:
+        conj_pair = wi[k] > 0.0
+        l0 = complex(wr[k], wi[k] if conj_pair else 0.0)
+        lk, conv = _nep_root(l0, kap, K, d, 1e-14, 60)
+        if not conv or not np.isfinite(lk.real) or not np.isfinite(lk.imag):
+            return False, lam, r, rs, dlam, dr
+        if not conj_pair:
+            lk = complex(lk.real, 0.0)
+        # null vector by inverse iteration at a point 1e-9 (relative) off the root, where T
+        # is safely invertible yet T^-1 amplifies the null direction ~1e9-fold
+        ls = lk + 1e-9 * abs(lk) + 1e-12
+        _nep_T(ls, kap, K, d, T, Tp)
+        if not _lu(T, piv4):
+            return False, lam, r, rs, dlam, dr
+        v = np.array([1.0 + 0.3j, 0.7 - 0.2j, 0.5 + 0.9j, 0.2 + 0.1j])
+        for _ in range(3):
+            _lu_solve(T, piv4, v)
+            mx = 0.0
+            for a in range(4):
+                mx = max(mx, abs(v[a]))
+            v = v / mx
+        _nep_T(lk, kap, K, d, T, Tp)
+        m = 0
+        for a in range(1, 4):
+            if abs(v[a]) > abs(v[m]):
+                m = a
+        v = v / v[m]
+        lam[k] = lk
+        nu[k] = v
+        if want_grad:
+            # bordered system [T, T'nu; e_m^T, 0] [dnu; dlam] = [-dT nu; 0]
+            Tpv = Tp @ v
+            for a in range(4):
+                for b in range(4):
+                    B[a, b] = T[a, b]
+                B[a, 4] = Tpv[a]
+                B[4, a] = 0.0
+            B[4, m] = 1.0
+            B[4, 4] = 0.0
+            if not _lu(B, piv5):
+                return False, lam, r, rs, dlam, dr
+            rhs = np.zeros((5, 10), dtype=np.complex128)
+            e = np.exp(-d * lk)
+            for pp in range(10):
+                for a in range(4):
+                    acc = 2.0 * lk * dkap[pp, a] * v[a]
+                    for b in range(4):
+                        acc -= e * dK[pp, a, b] * v[b]
+                        if pp == 8:
+                            acc += d * lk * e * K[a, b] * v[b]
+                    rhs[a, pp] = -acc
+            _lu_solve(B, piv5, rhs)
+            for pp in range(10):
+                dlam[pp, k] = rhs[4, pp]
+                for a in range(4):
+                    dnu[pp, k, a] = rhs[a, pp]
+        if conj_pair:
+            lam[k + 1] = np.conj(lk)
+            nu[k + 1] = np.conj(nu[k])
+            if want_grad:
+                for pp in range(10):
+                    dlam[pp, k + 1] = np.conj(dlam[pp, k])
+                    for a in range(4):
+                        dnu[pp, k + 1, a] = np.conj(dnu[pp, k, a])
+            k += 2
+        else:
+            k += 1
+    # distinct roots, else fall back to the matrix iteration
+    for i in range(8):
+        for j in range(i + 1, 8):
+            if abs(lam[i] - lam[j]) <= 1e-9 * (1.0 + abs(lam[i])):
+                return False, lam, r, rs, dlam, dr
+    # right eigenvectors of the delayed Jacobian: v = (nu, lam nu) interleaved
+    V = np.empty((8, 8), dtype=np.complex128)
+    for kk in range(8):
+        for a in range(4):
+            V[2 * a, kk] = nu[kk, a]
+            V[2 * a + 1, kk] = lam[kk] * nu[kk, a]
+    piv8 = np.empty(8, dtype=np.int64)
+    if not _lu(V, piv8):
+        return False, lam, r, rs, dlam, dr
+    okz, zv, dzv = _input_solution(kap, K, dK)
+    if not okz:
+        return False, lam, r, rs, dlam, dr
+    z = np.zeros(8, dtype=np.complex128)
+    for a in range(4):
+        z[2 * a] = zv[a]
+    w = z.copy()
+    _lu_solve(V, piv8, w)
+    obs_pop = (0, 1, 3)
+    beta = lam * w
+    for kk in range(8):
+        for si in range(3):
+            rs[si, kk] = nu[kk, obs_pop[si]] * beta[kk]
+            r[kk] += obs_w[si] * rs[si, kk]
+    if not want_grad:
+        return True, lam, r, rs, dlam, dr
+    # dw = V^-1 (dz - dV w)
+    rhs8 = np.zeros((8, 10), dtype=np.complex128)
+    for pp in range(10):
+        for a in range(4):
+            acc_v = dzv[a, pp]
+            acc_c = 0j
+            for kk in range(8):
+                acc_v -= dnu[pp, kk, a] * w[kk]
+                acc_c -= (dlam[pp, kk] * nu[kk, a] + lam[kk] * dnu[pp, kk, a]) * w[kk]
+            rhs8[2 * a, pp] = acc_v
+            rhs8[2 * a + 1, pp] = acc_c
+    _lu_solve(V, piv8, rhs8)
+    for pp in range(10):
+        for kk in range(8):
+            dbeta = dlam[pp, kk] * w[kk] + lam[kk] * rhs8[kk, pp]
+            acc = 0j
+            for si in range(3):
+                acc += obs_w[si] * (dnu[pp, kk, obs_pop[si]] * beta[kk] + nu[kk, obs_pop[si]] * dbeta)
+            dr[pp, kk] = acc
+    return True, lam, r, rs, dlam, dr
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -69,94 +412,40 @@ def _newton_block(Jt, Psi, j):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _kernel(theta, hz, want_grad, max_iter, tol):
-    nf = hz.shape[0]
-    y = np.empty(nf)
-    dy = np.zeros((nf, 25))
-    # ---------------- physical parameters
-    kap = np.empty(4)
-    for p in range(4):
-        kap[p] = np.exp(-theta[p]) / _T0[p]
-    G = _GDEF.copy()
-    G[6] *= np.exp(theta[4])
-    G[1] *= np.exp(theta[5])
-    G[2] *= np.exp(theta[6])
-    G[3] *= np.exp(theta[7])
-    d = 1e-3 * np.exp(theta[8])
-    R = 2.0 / 3.0 * np.exp(theta[9])
-    s = R / 4.0
-    L = theta[10]
-    J1w = theta[11]
-    J7w = theta[12]
-    W = np.zeros((4, 4))
-    W[0, 0] = -G[0]
-    W[0, 1] = -G[1]
-    W[0, 2] = -G[2]
-    W[2, 2] = -G[3]
-    W[2, 0] = G[4]
-    W[2, 3] = G[5]
-    W[1, 1] = -G[6]
-    W[1, 0] = G[7]
-    W[3, 2] = -G[8]
-    W[3, 3] = -G[9]
-    # ---------------- Jacobian (SPM order: v_p at 2p, c_p at 2p+1) and its derivatives
-    J = np.zeros((8, 8))
-    for p in range(4):
-        J[2 * p, 2 * p + 1] = 1.0
-        J[2 * p + 1, 2 * p + 1] = -2.0 * kap[p]
-        for q in range(4):
-            J[2 * p + 1, 2 * q] = kap[p] * W[p, q] * s
-        J[2 * p + 1, 2 * p] -= kap[p] * kap[p]
-    nneu = 10
-    dJ = np.zeros((nneu, 8, 8))
-    if want_grad:
-        for p in range(4):
-            r = 2 * p + 1
-            for q in range(4):
-                dJ[p, r, 2 * q] = -kap[p] * W[p, q] * s
-            dJ[p, r, 2 * p] += 2.0 * kap[p] * kap[p]
-            dJ[p, r, r] = 2.0 * kap[p]
-        dJ[4, 3, 2] = kap[1] * W[1, 1] * s   # G7 (sp self)
-        dJ[5, 1, 2] = kap[0] * W[0, 1] * s   # G2 (sp->ss)
-        dJ[6, 1, 4] = kap[0] * W[0, 2] * s   # G3 (ii->ss)
-        dJ[7, 5, 4] = kap[2] * W[2, 2] * s   # G4 (ii self)
-        for p in range(4):
-            for q in range(4):
-                dJ[9, 2 * p + 1, 2 * q] = kap[p] * W[p, q] * s
-    # delay mask: delayed entries are off-diagonal and not the dv/dt = c identities
-    Dm = np.ones((8, 8))
-    for i in range(8):
-        Dm[i, i] = 0.0
-    for p in range(4):
-        Dm[2 * p, 2 * p + 1] = 0.0
+def _modes_matrix(kap, K, dK, d, obs_w, want_grad, max_iter, tol):
+    """Eigenpairs of the delayed Jacobian by Newton's method on the 8x8 matrix equation.
+
+    Slower but robust; used when the nonlinear-eigenproblem route fails (repeated roots,
+    non-convergence).  Returns the same as :func:`_modes_nep` plus the iteration status.
+    """
+    lam = np.zeros(8, dtype=np.complex128)
+    r = np.zeros(8, dtype=np.complex128)
+    rs = np.zeros((3, 8), dtype=np.complex128)
+    dlam = np.zeros((10, 8), dtype=np.complex128)
+    dr = np.zeros((10, 8), dtype=np.complex128)
+    J, Dm = _full_jacobian(kap, K)
     J0 = J * (1.0 - Dm)
     J1 = J * Dm
-    # ---------------- Newton on X = J0 + J1 expm(-d X)
-    A0 = np.eye(8) + d * Dm * J
-    X = np.linalg.solve(A0, J)
-    scale = 0.0
-    for i in range(8):
-        for j in range(8):
-            scale = max(scale, abs(J[i, j]))
+    X = np.linalg.solve(np.eye(8) + d * Dm * J, J)
+    scale = np.max(np.abs(J))
     converged = False
-    lam = np.zeros(8, dtype=np.complex128)
     V = np.zeros((8, 8), dtype=np.complex128)
     Vi = np.zeros((8, 8), dtype=np.complex128)
     ee = np.zeros(8, dtype=np.complex128)
     Jt = np.zeros((8, 8), dtype=np.complex128)
     Psi = np.zeros((8, 8), dtype=np.complex128)
     for it in range(max_iter):
-        lam, V0 = np.linalg.eig(X.astype(np.complex128))
+        if not np.all(np.isfinite(X)):
+            break
+        lam0, V0 = np.linalg.eig(X.astype(np.complex128))
+        lam = np.ascontiguousarray(lam0)
         V = np.ascontiguousarray(V0)
         Vi = np.ascontiguousarray(_cinv(V))
         for k in range(8):
             ee[k] = np.exp(-d * lam[k])
         E = np.ascontiguousarray(((V * ee) @ Vi).real)
-        F = X - J0 - J1 @ np.ascontiguousarray(E)
-        err = 0.0
-        for i in range(8):
-            for j in range(8):
-                err = max(err, abs(F[i, j]))
+        F = X - J0 - J1 @ E
+        err = np.max(np.abs(F))
         if not np.isfinite(err):
             break
         Jt = Vi @ J1.astype(np.complex128) @ V
@@ -176,10 +465,88 @@ def _kernel(theta, hz, want_grad, max_iter, tol):
             Mj = _newton_block(Jt, Psi, j)
             Zt[:, j] = np.linalg.solve(Mj, np.ascontiguousarray(Rt[:, j]))
         X = X - (V @ Zt @ Vi).real
+    if not converged:
+        return False, lam, r, rs, dlam, dr
+    okz, zv, dzv = _input_solution(kap, K, dK)
+    z = np.zeros(8)
+    for a in range(4):
+        z[2 * a] = zv[a].real
+    bd = X @ z
+    beta = Vi @ bd.astype(np.complex128)
+    obs_idx = (0, 2, 6)
+    for kk in range(8):
+        for si in range(3):
+            rs[si, kk] = V[obs_idx[si], kk] * beta[kk]
+            r[kk] += obs_w[si] * rs[si, kk]
+    if not want_grad:
+        return True, lam, r, rs, dlam, dr
+    # implicit derivatives of X through the converged Newton operator
+    E = np.ascontiguousarray(((V * ee) @ Vi).real)
+    J1XE = J1 @ X @ E
+    Rt_all = np.empty((10, 8, 8), dtype=np.complex128)
+    for pp in range(10):
+        dJp = np.zeros((8, 8))
+        for p in range(4):
+            for q in range(4):
+                dJp[2 * p + 1, 2 * q] = dK[pp, p, q]
+            if pp == p:
+                dJp[2 * p + 1, 2 * p + 1] = 2.0 * kap[p]
+        Rp = dJp * (1.0 - Dm) + (dJp * Dm) @ E
+        if pp == 8:
+            Rp = Rp - d * J1XE
+        Rt_all[pp] = Vi @ Rp.astype(np.complex128) @ V
+    Et = np.empty((10, 8, 8), dtype=np.complex128)
+    for j in range(8):
+        Mj = _newton_block(Jt, Psi, j)
+        rhs = np.empty((8, 10), dtype=np.complex128)
+        for pp in range(10):
+            rhs[:, pp] = Rt_all[pp, :, j]
+        sol = np.linalg.solve(Mj, rhs)
+        for pp in range(10):
+            Et[pp, :, j] = sol[:, pp]
+    wz = Vi @ z.astype(np.complex128)
+    for pp in range(10):
+        Ep = Et[pp]
+        dXz = (V @ (Ep @ wz)).real
+        dz = np.zeros(8)
+        for a in range(4):
+            dz[2 * a] = dzv[a, pp].real
+        dbd = dXz + X @ dz
+        vdb = Vi @ dbd.astype(np.complex128)
+        C = np.zeros((8, 8), dtype=np.complex128)
+        for i in range(8):
+            for k in range(8):
+                if i != k:
+                    C[i, k] = Ep[i, k] / (lam[k] - lam[i])
+        dbeta = vdb - C @ beta
+        for si in range(3):
+            dalpha = np.ascontiguousarray(V[obs_idx[si], :]) @ C
+            for k in range(8):
+                dr[pp, k] += obs_w[si] * (dalpha[k] * beta[k] + V[obs_idx[si], k] * dbeta[k])
+        for k in range(8):
+            dlam[pp, k] = Ep[k, k]
+    return True, lam, r, rs, dlam, dr
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _kernel(theta, hz, want_grad, max_iter, tol):
+    nf = hz.shape[0]
+    y = np.empty(nf)
+    dy = np.zeros((nf, 25))
+    kap, K, dK, dkap, d = _physical(theta)
+    L = theta[10]
+    J1w = theta[11]
+    J7w = theta[12]
+    obs_w = np.array([L * J1w, L, L * J7w])
+    ok = False
+    if max_iter > 1:
+        ok, lam, r, rs, dlam, dr = _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad)
+    if not ok:
+        ok, lam, r, rs, dlam, dr = _modes_matrix(kap, K, dK, d, obs_w, want_grad, max_iter, tol)
     maxre = -np.inf
     for k in range(8):
         maxre = max(maxre, lam[k].real)
-    if not converged:
+    if not ok:
         for f in range(nf):
             y[f] = np.inf
         return y, dy, 2, maxre
@@ -202,20 +569,6 @@ def _kernel(theta, hz, want_grad, max_iter, tol):
             else:
                 g[k] = complex(-1.0 / 32.0, lam[k].imag)
                 gfac[k] = 0.0
-    # ---------------- input and residues
-    b = np.zeros(8)
-    b[1] = 512.0 * kap[0]
-    z = np.linalg.solve(J, b)
-    bd = X @ z
-    beta = Vi @ bd.astype(np.complex128)
-    obs_idx = np.array([0, 2, 6])
-    wobs = np.array([L * J1w, L, L * J7w])
-    r = np.zeros(8, dtype=np.complex128)
-    rs = np.zeros((3, 8), dtype=np.complex128)
-    for si in range(3):
-        for k in range(8):
-            rs[si, k] = V[obs_idx[si], k] * beta[k]
-            r[k] += wobs[si] * rs[si, k]
     # ---------------- noise spectra
     a1 = theta[13]
     a2 = np.exp(theta[14])
@@ -267,67 +620,25 @@ def _kernel(theta, hz, want_grad, max_iter, tol):
             return y, dy, 2, maxre
     if not want_grad:
         return y, dy, status, maxre
-    # ---------------- implicit derivatives of X: solve (I + J1 L) dX = RHS in eigenbasis
-    E = np.ascontiguousarray(((V * ee) @ Vi).real)
-    J1XE = J1 @ X @ E
-    Rt_all = np.empty((nneu, 8, 8), dtype=np.complex128)
-    for pp in range(nneu):
-        dJp = dJ[pp]
-        Rp = dJp * (1.0 - Dm) + (dJp * Dm) @ E
-        if pp == 8:
-            Rp = Rp - d * J1XE
-        Rt_all[pp] = Vi @ Rp.astype(np.complex128) @ V
-    Et = np.empty((nneu, 8, 8), dtype=np.complex128)
-    for j in range(8):
-        Mj = _newton_block(Jt, Psi, j)
-        rhs = np.empty((8, nneu), dtype=np.complex128)
-        for pp in range(nneu):
-            rhs[:, pp] = Rt_all[pp, :, j]
-        sol = np.linalg.solve(Mj, rhs)
-        for pp in range(nneu):
-            Et[pp, :, j] = sol[:, pp]
-    # derivative of bd = X J^-1 b:  dX z + X J^-1 (db - dJ z)
-    wz = Vi @ z.astype(np.complex128)
-    rhsJ = np.zeros((8, nneu))
-    for pp in range(nneu):
-        rhsJ[:, pp] = -(dJ[pp] @ z)
-    rhsJ[:, 0] -= b          # d b / d theta_T1 = -b
-    solJ = np.linalg.solve(J, rhsJ)
-    Xsol = X @ solJ
-    for pp in range(nneu):
-        Ep = Et[pp]
-        dXz = (V @ (Ep @ wz)).real
-        dbd = dXz + Xsol[:, pp]
-        vdb = Vi @ dbd.astype(np.complex128)
-        # eigen perturbation
-        C = np.zeros((8, 8), dtype=np.complex128)
-        for i in range(8):
-            for k in range(8):
-                if i != k:
-                    dl = lam[k] - lam[i]
-                    C[i, k] = Ep[i, k] / dl
-        dbeta = vdb - C @ beta
-        dr = np.zeros(8, dtype=np.complex128)
-        for si in range(3):
-            dalpha = np.ascontiguousarray(V[obs_idx[si], :]) @ C
-            for k in range(8):
-                dr[k] += wobs[si] * (dalpha[k] * beta[k] + V[obs_idx[si], k] * dbeta[k])
-        dg = np.empty(8, dtype=np.complex128)
+    dg = np.empty((10, 8), dtype=np.complex128)
+    for pp in range(10):
         for k in range(8):
-            dlk = Ep[k, k]
-            dg[k] = complex(gfac[k] * dlk.real, dlk.imag)
-        for f in range(nf):
+            dl = dlam[pp, k]
+            dg[pp, k] = complex(gfac[k] * dl.real, dl.imag)
+    for f in range(nf):
+        sc = 2.0 * Gu[f] * Fl[f]
+        Hc = np.conj(H[f])
+        for pp in range(10):
             dH = 0j
             for k in range(8):
                 q = inv[f, k]
-                dH += (dr[k] + r[k] * dg[k] * q) * q
-            dy[f, pp] = 2.0 * (H[f].real * dH.real + H[f].imag * dH.imag) * Gu[f] * Fl[f]
-    for f in range(nf):
+                dH += (dr[pp, k] + r[k] * dg[pp, k] * q) * q
+            dy[f, pp] = sc * (Hc * dH).real
         P2 = H[f].real ** 2 + H[f].imag ** 2
         Hobs = J1w * Hs[f, 0] + Hs[f, 1] + J7w * Hs[f, 2]
-        dy[f, 10] = 2.0 * (H[f].real * Hobs.real + H[f].imag * Hobs.imag) * Gu[f] * Fl[f]
-        dy[f, 11] = 2.0 * L * (H[f].real * Hs[f, 0].real + H[f].imag * Hs[f, 0].imag) * Gu[f] * Fl[f]
-        dy[f, 12] = 2.0 * L * (H[f].real * Hs[f, 2].real + H[f].imag * Hs[f, 2].imag) * Gu[f] * Fl[f]
+        dy[f, 10] = sc * (Hc * Hobs).real
+        dy[f, 11] = sc * L * (Hc * Hs[f, 0]).real
+        dy[f, 12] = sc * L * (Hc * Hs[f, 2]).real
         nu = P2 * Gu[f] * Fl[f]
         dy[f, 13] = nu
         dy[f, 14] = -nu * a2 * lnf[f]

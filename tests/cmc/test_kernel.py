@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import importorskip
+
 from nmm_inference.cmc.kernel import FREE_NAMES, spectrum, spectrum_and_jacobian, theta_from_spm
 from nmm_inference.errors import ParameterError
 from nmm_inference.params import named_to_spm, parameter_table
@@ -92,7 +94,7 @@ def test_delay_failure_gives_inf_signal():
 
 @pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA"])
 def test_pytensor_op_gradient(mode, rng):
-    pytensor = pytest.importorskip("pytensor")
+    pytensor = importorskip("pytensor")
     import pytensor.tensor as pt
 
     from nmm_inference.cmc.pytensor_ops import cmc_spectrum
@@ -105,8 +107,9 @@ def test_pytensor_op_gradient(mode, rng):
     x = prior_draws(rng, 1)[0]
     lp, g = f(x)
     yk, jk, _, _ = spectrum_and_jacobian(x, HZ)
-    np.testing.assert_allclose(lp, np.sum(-np.log(yk) - obs / yk), rtol=1e-12)  # same kernel
-    np.testing.assert_allclose(g, (-1 / yk + obs / yk**2) @ jk, rtol=1e-10, atol=1e-12)
+    # same kernel; a differently specialised compile (read-only inputs) rounds differently
+    np.testing.assert_allclose(lp, np.sum(-np.log(yk) - obs / yk), rtol=1e-8)
+    np.testing.assert_allclose(g, (-1 / yk + obs / yk**2) @ jk, rtol=1e-7, atol=1e-9 * np.abs(g).max())
     h = 1e-6
     fdg = np.array([(f(x + h * e)[0] - f(x - h * e)[0]) / (2 * h) for e in np.eye(25)])
     # finite differences of the compiled logp: ~1e-7 relative accuracy
