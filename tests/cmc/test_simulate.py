@@ -172,7 +172,8 @@ def test_exact_delay_helper_reduces_to_undelayed_spm():
     for P, n in (({}, 1), (_two_source_params(), 2)):
         H = _exact_delay_transfer(neural_from_spm(P, n), freqs, delays=False)
         ref = predict_csd_full(P, freqs, delays=False, n_sources=n).transfer
-        np.testing.assert_allclose(H, ref, rtol=1e-7, atol=1e-12 * np.abs(ref).max())  # same algebra, eig vs solve
+        # same linear algebra, modal (eig) against direct solve
+        np.testing.assert_allclose(H, ref, rtol=1e-7, atol=1e-12 * np.abs(ref).max())
 
 
 def test_delayed_spectrum_matches_exact_delay_equation():
