@@ -117,21 +117,49 @@ def _lu(A, piv):
 
 @numba.njit(cache=True, error_model="numpy")
 def _lu_solve(LU, piv, b):
-    """Solve in place with an LU from :func:`_lu`; b is (n,) or (n, m)."""
+    """Solve in place with an LU from :func:`_lu`; b is (n,)."""
     n = LU.shape[0]
     for k in range(n):
         m = piv[k]
         if m != k:
-            t = b[k].copy() if b.ndim == 2 else b[k]
+            t = b[k]
             b[k] = b[m]
             b[m] = t
     for i in range(n):
+        acc = b[i]
         for k in range(i):
-            b[i] -= LU[i, k] * b[k]
+            acc -= LU[i, k] * b[k]
+        b[i] = acc
     for i in range(n - 1, -1, -1):
+        acc = b[i]
         for k in range(i + 1, n):
-            b[i] -= LU[i, k] * b[k]
-        b[i] /= LU[i, i]
+            acc -= LU[i, k] * b[k]
+        b[i] = acc / LU[i, i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lu_solve_mat(LU, piv, B):
+    """Solve in place with an LU from :func:`_lu` for several right-hand sides B (n, m)."""
+    n = LU.shape[0]
+    m_ = B.shape[1]
+    for k in range(n):
+        m = piv[k]
+        if m != k:
+            for j in range(m_):
+                t = B[k, j]
+                B[k, j] = B[m, j]
+                B[m, j] = t
+    for j in range(m_):
+        for i in range(n):
+            acc = B[i, j]
+            for k in range(i):
+                acc -= LU[i, k] * B[k, j]
+            B[i, j] = acc
+        for i in range(n - 1, -1, -1):
+            acc = B[i, j]
+            for k in range(i + 1, n):
+                acc -= LU[i, k] * B[k, j]
+            B[i, j] = acc / LU[i, i]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -198,7 +226,7 @@ def _full_jacobian(kap, K):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _input_solution(kap, K, dK):
+def _input_solution(kap, K, dK, want_grad=True):
     """z = J^-1 b for b = 512 kappa_ss e_{c_ss}: z_v = K^-1 b_c, z_c = 0, and dz_v."""
     Kc = K.astype(np.complex128)
     piv = np.empty(4, dtype=np.int64)
@@ -207,6 +235,8 @@ def _input_solution(kap, K, dK):
     zv[0] = 512.0 * kap[0]
     _lu_solve(Kc, piv, zv)
     dzv = np.empty((4, 10), dtype=np.complex128)
+    if not want_grad:
+        return ok, zv, dzv
     for pp in range(10):
         for a in range(4):
             acc = 0.0
@@ -214,7 +244,7 @@ def _input_solution(kap, K, dK):
                 acc -= dK[pp, a, b] * zv[b].real
             dzv[a, pp] = acc
     dzv[0, 0] -= 512.0 * kap[0]      # d b_c / d theta_T1
-    _lu_solve(Kc, piv, dzv)
+    _lu_solve_mat(Kc, piv, dzv)
     return ok, zv, dzv
 
 
@@ -240,7 +270,7 @@ def _nep_root(lam, kap, K, d, tol, max_iter):
         _nep_T(lam, kap, K, d, T, Tp)
         if not _lu(T, piv):
             return lam, True   # exactly singular: lam is a root
-        _lu_solve(T, piv, Tp)
+        _lu_solve_mat(T, piv, Tp)
         tr = Tp[0, 0] + Tp[1, 1] + Tp[2, 2] + Tp[3, 3]
         if tr == 0:
             return lam, False
@@ -280,7 +310,7 @@ def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
     while k < 8:
         conj_pair = wi[k] > 0.0
         l0 = complex(wr[k], wi[k] if conj_pair else 0.0)
-        lk, conv = _nep_root(l0, kap, K, d, 1e-14, 60)
+        lk, conv = _nep_root(l0, kap, K, d, 1e-12, 60)
         if not conv or not np.isfinite(lk.real) or not np.isfinite(lk.imag):
             return False, lam, r, rs, dlam, dr
         if not conj_pair:
@@ -292,7 +322,7 @@ def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
         if not _lu(T, piv4):
             return False, lam, r, rs, dlam, dr
         v = np.array([1.0 + 0.3j, 0.7 - 0.2j, 0.5 + 0.9j, 0.2 + 0.1j])
-        for _ in range(3):
+        for _ in range(2):
             _lu_solve(T, piv4, v)
             mx = 0.0
             for a in range(4):
@@ -328,7 +358,7 @@ def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
                         if pp == 8:
                             acc += d * lk * e * K[a, b] * v[b]
                     rhs[a, pp] = -acc
-            _lu_solve(B, piv5, rhs)
+            _lu_solve_mat(B, piv5, rhs)
             for pp in range(10):
                 dlam[pp, k] = rhs[4, pp]
                 for a in range(4):
@@ -358,7 +388,7 @@ def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
     piv8 = np.empty(8, dtype=np.int64)
     if not _lu(V, piv8):
         return False, lam, r, rs, dlam, dr
-    okz, zv, dzv = _input_solution(kap, K, dK)
+    okz, zv, dzv = _input_solution(kap, K, dK, want_grad)
     if not okz:
         return False, lam, r, rs, dlam, dr
     z = np.zeros(8, dtype=np.complex128)
@@ -385,7 +415,7 @@ def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
                 acc_c -= (dlam[pp, kk] * nu[kk, a] + lam[kk] * dnu[pp, kk, a]) * w[kk]
             rhs8[2 * a, pp] = acc_v
             rhs8[2 * a + 1, pp] = acc_c
-    _lu_solve(V, piv8, rhs8)
+    _lu_solve_mat(V, piv8, rhs8)
     for pp in range(10):
         for kk in range(8):
             dbeta = dlam[pp, kk] * w[kk] + lam[kk] * rhs8[kk, pp]
@@ -529,7 +559,26 @@ def _modes_matrix(kap, K, dK, d, obs_w, want_grad, max_iter, tol):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _grid(hz):
+    """Parameter-free quantities of a frequency grid: log f and SPM's DCT basis (nf, 4)."""
+    nf = hz.shape[0]
+    lnf = np.empty(nf)
+    Xd = np.empty((nf, 4))
+    for f in range(nf):
+        lnf[f] = np.log(hz[f])
+        for m in range(4):
+            Xd[f, m] = np.sqrt(2.0 / nf) * np.cos(np.pi * (2 * f + 1) * (m + 1) / (2 * nf))
+    return lnf, Xd
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _kernel(theta, hz, want_grad, max_iter, tol):
+    lnf, Xd = _grid(hz)
+    return _kernel_grid(theta, hz, lnf, Xd, want_grad, max_iter, tol)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _kernel_grid(theta, hz, lnf, Xd, want_grad, max_iter, tol):
     nf = hz.shape[0]
     y = np.empty(nf)
     dy = np.zeros((nf, 25))
@@ -582,13 +631,9 @@ def _kernel(theta, hz, want_grad, max_iter, tol):
     Gn = np.empty(nf)
     Gs = np.empty(nf)
     Fl = np.empty(nf)
-    Xd = np.empty((nf, 4))
-    lnf = np.empty(nf)
     for f in range(nf):
-        lnf[f] = np.log(hz[f])
         acc = 0.0
         for m in range(4):
-            Xd[f, m] = np.sqrt(2.0 / nf) * np.cos(np.pi * (2 * f + 1) * (m + 1) / (2 * nf))
             acc += theta[19 + m] * Xd[f, m]
         Gu[f] = np.exp(a1 - a2 * lnf[f] + acc)
         Gn[f] = np.exp(b1 - 2.0 - b2 * lnf[f])
@@ -620,20 +665,34 @@ def _kernel(theta, hz, want_grad, max_iter, tol):
             return y, dy, 2, maxre
     if not want_grad:
         return y, dy, status, maxre
-    dg = np.empty((10, 8), dtype=np.complex128)
+    # d y_f / d theta_p = 2 Gu F Re(conj(H_f) dH_fp), dH_fp = sum_k q_fk (dr_pk + r_k dg_pk q_fk):
+    # a real (nf x 32) @ (32 x 10) product
+    Dmat = np.empty((32, 10))
     for pp in range(10):
         for k in range(8):
             dl = dlam[pp, k]
-            dg[pp, k] = complex(gfac[k] * dl.real, dl.imag)
+            dgk = complex(gfac[k] * dl.real, dl.imag)
+            c = r[k] * dgk
+            Dmat[k, pp] = dr[pp, k].real
+            Dmat[8 + k, pp] = dr[pp, k].imag
+            Dmat[16 + k, pp] = c.real
+            Dmat[24 + k, pp] = c.imag
+    Umat = np.empty((nf, 32))
+    for f in range(nf):
+        Hc = np.conj(H[f])
+        for k in range(8):
+            u = Hc * inv[f, k]
+            u2 = u * inv[f, k]
+            Umat[f, k] = u.real
+            Umat[f, 8 + k] = -u.imag
+            Umat[f, 16 + k] = u2.real
+            Umat[f, 24 + k] = -u2.imag
+    dyn = Umat @ Dmat
     for f in range(nf):
         sc = 2.0 * Gu[f] * Fl[f]
         Hc = np.conj(H[f])
         for pp in range(10):
-            dH = 0j
-            for k in range(8):
-                q = inv[f, k]
-                dH += (dr[pp, k] + r[k] * dg[pp, k] * q) * q
-            dy[f, pp] = sc * (Hc * dH).real
+            dy[f, pp] = sc * dyn[f, pp]
         P2 = H[f].real ** 2 + H[f].imag ** 2
         Hobs = J1w * Hs[f, 0] + Hs[f, 1] + J7w * Hs[f, 2]
         dy[f, 10] = sc * (Hc * Hobs).real

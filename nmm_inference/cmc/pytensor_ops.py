@@ -19,7 +19,8 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.numba.dispatch.basic import numba_njit, register_funcify_default_op_cache_key
 
-from .kernel import N_FREE, _check_theta, _kernel
+from .kernel import N_FREE, _grid, _kernel_grid
+from .spectra import check_freqs
 
 __all__ = ["CMCSpectrumOp", "cmc_spectrum"]
 
@@ -30,13 +31,15 @@ _TOL = 1e-13
 class CMCSpectrumOp(Op):
     """Spectrum of the one-source LFP CMC as a PyTensor Op.
 
-    Inputs: ``theta`` (25,) free parameters on SPM's scale (order
-    :data:`nmm_inference.cmc.kernel.FREE_NAMES`) and ``hz`` (n_freqs,) in Hz.
-    Outputs: ``spectrum`` (n_freqs,), ``jacobian`` (n_freqs, 25) and ``max_growth_rate``
-    (scalar, 1/s).
+    Input: ``theta`` (25,) free parameters on SPM's scale (order
+    :data:`nmm_inference.cmc.kernel.FREE_NAMES`).  Outputs: ``spectrum`` (n_freqs,),
+    ``jacobian`` (n_freqs, 25) and ``max_growth_rate`` (scalar, 1/s).
 
     Parameters
     ----------
+    hz : array-like, shape (n_freqs,)
+        Frequencies in Hz (fixed for the Op, so the grid's log-frequencies and SPM's DCT
+        basis are computed once).
     reject_growing : bool
         If True, parameter values whose delayed Jacobian has a growing mode give a spectrum
         of ``+inf`` (so the likelihood is ``-inf`` and samplers reject them).  If False
@@ -44,28 +47,38 @@ class CMCSpectrumOp(Op):
         operator that fails to converge gives ``+inf``.
     """
 
-    __props__ = ("reject_growing",)
+    __props__ = ("hz", "reject_growing")
 
-    def __init__(self, reject_growing: bool = False):
+    def __init__(self, hz, reject_growing: bool = False):
+        self.hz = tuple(float(h) for h in check_freqs(hz))
         self.reject_growing = bool(reject_growing)
         super().__init__()
 
-    def make_node(self, theta, hz):
+    def _arrays(self):
+        hz = np.asarray(self.hz)
+        lnf, Xd = _grid(hz)
+        return hz, lnf, Xd
+
+    def make_node(self, theta):
         theta = pt.as_tensor_variable(theta).astype("float64")
-        hz = pt.as_tensor_variable(hz).astype("float64")
-        if theta.type.ndim != 1 or hz.type.ndim != 1:
-            raise TypeError("theta and hz must be vectors")
-        return Apply(self, [theta, hz], [pt.dvector(), pt.dmatrix(), pt.dscalar()])
+        if theta.type.ndim != 1:
+            raise TypeError("theta must be a vector")
+        return Apply(self, [theta], [pt.dvector(), pt.dmatrix(), pt.dscalar()])
 
     def perform(self, node, inputs, output_storage):
-        theta, hz = inputs
-        theta, hz = _check_theta(theta, hz) if np.all(np.isfinite(theta)) else (theta, hz)
-        if not np.all(np.isfinite(theta)):
+        (theta,) = inputs
+        if not hasattr(self, "_grid_cache"):
+            self._grid_cache = self._arrays()
+        hz, lnf, Xd = self._grid_cache
+        theta = np.ascontiguousarray(theta, dtype=np.float64)
+        if theta.shape != (N_FREE,) or not np.all(np.isfinite(theta)):
+            if theta.shape != (N_FREE,):
+                raise ValueError(f"theta must have shape ({N_FREE},), got {theta.shape}")
             y = np.full(hz.shape[0], np.inf)
             jac = np.zeros((hz.shape[0], N_FREE))
             maxre = np.inf
         else:
-            y, jac, status, maxre = _kernel(theta, hz, True, _MAX_ITER, _TOL)
+            y, jac, status, maxre = _kernel_grid(theta, hz, lnf, Xd, True, _MAX_ITER, _TOL)
             if self.reject_growing and status == 1:
                 y = np.full_like(y, np.inf)
         output_storage[0][0] = y
@@ -73,41 +86,41 @@ class CMCSpectrumOp(Op):
         output_storage[2][0] = np.asarray(maxre, dtype=np.float64)
 
     def infer_shape(self, fgraph, node, shapes):
-        nf = shapes[1][0]
+        nf = len(self.hz)
         return [(nf,), (nf, N_FREE), ()]
 
     def connection_pattern(self, node):
-        return [[True, True, True], [False, False, False]]
+        return [[True, True, True]]
 
     def pullback(self, inputs, outputs, output_grads):
         gy = output_grads[0]
         if isinstance(gy.type, DisconnectedType):
-            gtheta = pt.zeros_like(inputs[0])
-        else:
-            gtheta = pt.dot(gy, outputs[1])
+            return [pt.zeros_like(inputs[0])]
         for g in output_grads[1:]:
             if not isinstance(g.type, DisconnectedType):
                 raise NotImplementedError(
                     "gradients through the Jacobian or the growth-rate output are not implemented")
-        return [gtheta, DisconnectedType()()]
+        return [pt.dot(gy, outputs[1])]
 
 
 @register_funcify_default_op_cache_key(CMCSpectrumOp)
 def _numba_funcify_cmc(op, node=None, **kwargs):
     reject = op.reject_growing
+    hz, lnf, Xd = op._arrays()
+    nf = hz.shape[0]
 
     @numba_njit
-    def cmc_spectrum_numba(theta, hz):
+    def cmc_spectrum_numba(theta):
         ok = True
         for i in range(theta.shape[0]):
             if not np.isfinite(theta[i]):
                 ok = False
         if not ok:
-            y = np.full(hz.shape[0], np.inf)
-            return y, np.zeros((hz.shape[0], N_FREE)), np.asarray(np.inf)
-        y, jac, status, maxre = _kernel(theta, hz, True, _MAX_ITER, _TOL)
+            return np.full(nf, np.inf), np.zeros((nf, N_FREE)), np.asarray(np.inf)
+        y, jac, status, maxre = _kernel_grid(np.ascontiguousarray(theta), hz, lnf, Xd, True,
+                                             _MAX_ITER, _TOL)
         if reject and status == 1:
-            y = np.full(hz.shape[0], np.inf)
+            y = np.full(nf, np.inf)
         return y, jac, np.asarray(maxre)
 
     return cmc_spectrum_numba
@@ -118,5 +131,5 @@ def cmc_spectrum(theta, hz, *, reject_growing: bool = False):
 
     Returns the spectrum (n_freqs,) and the maximal growth rate of the delayed Jacobian.
     """
-    y, _, maxre = CMCSpectrumOp(reject_growing)(theta, hz)
+    y, _, maxre = CMCSpectrumOp(hz, reject_growing)(theta)
     return y, maxre
