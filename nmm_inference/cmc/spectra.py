@@ -127,7 +127,7 @@ def _observer(Pc, n):
     return np.kron(Jw[None, :], np.diag(L))
 
 
-def predict_csd_full(P, hz, *, delays=True, n_sources=None):
+def predict_csd_full(P, hz, *, delays=True, n_sources=None, observation="channels"):
     """Predicted CSD for an n-source LFP CMC, SPM's ``spm_csd_mtf`` (reference implementation).
 
     Parameters
@@ -138,6 +138,10 @@ def predict_csd_full(P, hz, *, delays=True, n_sources=None):
         Frequencies in Hz.
     delays : bool
         Apply SPM's delay operator (SPM's default).  ``False`` reproduces ``M.D = 1``.
+    observation : {"channels", "sources"}
+        ``"channels"``: the LFP channels with channel noise (``spm_csd_mtf``'s ``Hc``);
+        ``"sources"``: SPM's source-space prediction ``Hs`` (L = 1, channel noise off by
+        ``b1, c1 - 32``, as in ``spm_dcm_csd``).
 
     Returns
     -------
@@ -145,6 +149,12 @@ def predict_csd_full(P, hz, *, delays=True, n_sources=None):
     """
     hz = check_freqs(hz)
     Pc = canonical_spm(P, n_sources)
+    if observation == "sources":
+        Pc["L"] = np.ones_like(Pc["L"])
+        Pc["b"][0] -= 32.0
+        Pc["c"][0] -= 32.0
+    elif observation != "channels":
+        raise ParameterError(f"observation must be 'channels' or 'sources', got {observation!r}")
     nm = neural_from_spm(Pc)
     n = nm.n_sources
     J = jacobian(nm)

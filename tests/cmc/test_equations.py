@@ -110,3 +110,13 @@ def test_bad_parameters():
         neural_from_spm({"T": [0, 0, 0]})
     with pytest.raises(ParameterError, match="positive"):
         predict_csd_full({}, [-1.0, 2.0])
+
+
+def test_source_space_prediction_is_neural_part(golden):
+    g = golden("c12_J_L")  # L = 2: the source prediction uses L = 1 and no channel noise
+    hz = np.asarray(g["Hz"], float)
+    src = predict_csd_full(g["params"], hz, observation="sources").csd[:, 0, 0].real
+    # SPM's csd_neural = |H|^2 Gu with the fitted L; the source prediction divides L out
+    np.testing.assert_allclose(src * 2.0**2, g["csd_neural"], rtol=1e-5)
+    with pytest.raises(ParameterError, match="observation"):
+        predict_csd_full(g["params"], hz, observation="sensor")
