@@ -85,7 +85,7 @@ class CMCSpectrumOp(Op):
         output_storage[1][0] = jac
         output_storage[2][0] = np.asarray(maxre, dtype=np.float64)
 
-    def infer_shape(self, fgraph, node, shapes):
+    def infer_shape(self, node, shapes):
         nf = len(self.hz)
         return [(nf,), (nf, N_FREE), ()]
 
