@@ -18,7 +18,7 @@ fi
 stamp=".venv/.nmm-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test,nutpie]"
+  .venv/bin/python -m pip install -q -e ".[test,nutpie,jax]"
   touch "$stamp"
 fi
 # one BLAS thread: small-matrix work is ~100x slower with OpenBLAS threading on 2 cores
