@@ -27,6 +27,7 @@ See ``shared/docs/adiabatic.md`` for the mathematics.
 # %%
 # Setup
 # -----
+import os
 import tempfile
 import time
 import warnings
@@ -169,6 +170,6 @@ ax[1, 1].plot(t_sde, np.abs(z[0, :, 1]), lw=0.6, label="25.8 Hz amplitude")
 ax[1, 1].plot(t_sde, np.abs(z[0, :, 0]), lw=0.6, label="79.6 Hz amplitude")
 ax[1, 1].set(xlabel="time (s)", ylabel="amplitude r", title="noise-driven switching (std 1.5)")
 ax[1, 1].legend(fontsize=8)
-out = Path(tempfile.gettempdir()) / "05_adiabatic_landscape.png"
+out = Path(os.environ.get("NMM_TUTORIAL_OUT", tempfile.gettempdir())) / "05_adiabatic_landscape.png"
 fig.savefig(out, dpi=100)
 print(f"figure saved to {out}; tutorial ran in {time.perf_counter() - t_start:.1f} s")
