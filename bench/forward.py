@@ -65,7 +65,20 @@ def main():
     for mode in ("FAST_RUN", "NUMBA"):
         f = pytensor.function([th], [logp, pytensor.grad(logp, th)], mode=mode)
         rows.append((f"PyTensor Op, Whittle logp + grad, {mode}", best_of(lambda: f(cyc(thetas)), 500)))
+    try:
+        import jax
+
+        from nmm_inference.jax_backend import cmc_spectrum_jax
+
+        fj = jax.jit(lambda t: cmc_spectrum_jax(t, hz))
+        gj = jax.jit(jax.value_and_grad(lambda t: jax.numpy.sum(jax.numpy.log(cmc_spectrum_jax(t, hz)))))
+        rows.append(("JAX backend (CPU), spectrum", best_of(lambda: fj(cyc(thetas)).block_until_ready(), 5, 3)))
+        rows.append(("JAX backend (CPU), log-spectrum sum + grad",
+                     best_of(lambda: gj(cyc(thetas))[0].block_until_ready(), 5, 3)))
+    except ImportError:
+        pass
     _, _, status, _ = spectrum_and_jacobian(thetas[0], hz)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print(f"one source, {hz.size} frequencies, delays on; status of first draw: {status}")
     print(f"{'implementation':66s} {'us/eval':>10s} {'x faster than ref':>18s}")
     for name, t in rows:
