@@ -36,6 +36,9 @@ def build_parser():
     d.add_argument("--duration", type=float, default=120.0, help="seconds to simulate")
     d.add_argument("--seed", type=int, default=0, help="random seed")
     d.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    d.add_argument("--no-fit", action="store_true", help="skip the fit and the HTML report")
+    d.add_argument("--draws", type=int, default=500, help="posterior draws per chain (4 chains)")
+    d.add_argument("--tune", type=int, default=500, help="tuning steps per chain")
 
     s = sub.add_parser("simulate", help="simulate a CMC recording to a FIF file")
     s.add_argument("--out", required=True, help="output file (*_raw.fif or *.fif)")
@@ -59,7 +62,8 @@ def main(argv=None):
             from .demo import run_demo
 
             summary = run_demo(args.out, duration=args.duration, random_seed=args.seed,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, fit=not args.no_fit, draws=args.draws,
+                               tune=args.tune)
             print(json.dumps(summary, indent=2))
         elif args.command == "simulate":
             import os
