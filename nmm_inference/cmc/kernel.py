@@ -751,13 +751,19 @@ def spectrum_and_jacobian(theta, hz, *, max_iter=50, tol=1e-13):
         Largest real part of the delayed Jacobian's eigenvalues (1/s).
     """
     theta, hz = _check_theta(theta, hz)
-    return _kernel(theta, hz, True, max_iter, tol)
+    try:
+        return _kernel(theta, hz, True, max_iter, tol)
+    except np.linalg.LinAlgError:  # a singular Jacobian: no spectrum at this point
+        return np.full(hz.size, np.inf), np.zeros((hz.size, N_FREE)), 2, np.nan
 
 
 def spectrum(theta, hz, *, max_iter=50, tol=1e-13):
     """Predicted spectrum only; see :func:`spectrum_and_jacobian`."""
     theta, hz = _check_theta(theta, hz)
-    y, _, status, maxre = _kernel(theta, hz, False, max_iter, tol)
+    try:
+        y, _, status, maxre = _kernel(theta, hz, False, max_iter, tol)
+    except np.linalg.LinAlgError:  # a singular Jacobian: no spectrum at this point
+        return np.full(hz.size, np.inf), 2, np.nan
     return y, status, maxre
 
 

@@ -78,7 +78,10 @@ class CMCSpectrumOp(Op):
             jac = np.zeros((hz.shape[0], N_FREE))
             maxre = np.inf
         else:
-            y, jac, status, maxre = _kernel_grid(theta, hz, lnf, Xd, True, _MAX_ITER, _TOL)
+            try:
+                y, jac, status, maxre = _kernel_grid(theta, hz, lnf, Xd, True, _MAX_ITER, _TOL)
+            except np.linalg.LinAlgError:  # singular Jacobian: reject the point
+                y, jac, status, maxre = np.full(hz.shape[0], np.inf), np.zeros((hz.shape[0], N_FREE)), 2, np.inf
             if self.reject_growing and status == 1:
                 y = np.full_like(y, np.inf)
         output_storage[0][0] = y
@@ -117,8 +120,11 @@ def _numba_funcify_cmc(op, node=None, **kwargs):
                 ok = False
         if not ok:
             return np.full(nf, np.inf), np.zeros((nf, N_FREE)), np.asarray(np.inf)
-        y, jac, status, maxre = _kernel_grid(np.ascontiguousarray(theta), hz, lnf, Xd, True,
-                                             _MAX_ITER, _TOL)
+        try:
+            y, jac, status, maxre = _kernel_grid(np.ascontiguousarray(theta), hz, lnf, Xd, True,
+                                                 _MAX_ITER, _TOL)
+        except Exception:  # singular Jacobian (LinAlgError): reject the point
+            return np.full(nf, np.inf), np.zeros((nf, N_FREE)), np.asarray(np.inf)
         if reject and status == 1:
             y = np.full(nf, np.inf)
         return y, jac, np.asarray(maxre)

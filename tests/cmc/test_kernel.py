@@ -114,3 +114,17 @@ def test_pytensor_op_gradient(mode, rng):
     fdg = np.array([(f(x + h * e)[0] - f(x - h * e)[0]) / (2 * h) for e in np.eye(25)])
     # finite differences of the compiled logp: ~1e-7 relative accuracy
     np.testing.assert_allclose(g, fdg, rtol=1e-4, atol=1e-6 * np.abs(fdg).max())
+
+
+def test_singular_jacobian_is_rejected_not_raised():
+    th = MU.copy()
+    th[FREE_NAMES.index("g_sp_ss")] = -60.0   # gains off: ss-sp coupling vanishes,
+    th[FREE_NAMES.index("g_ii_ss")] = -60.0   # leaving repeated (defective) eigenvalues
+    th[FREE_NAMES.index("g_sp_sp")] = -60.0
+    th[FREE_NAMES.index("g_ii_ii")] = -60.0
+    y, status, _ = spectrum(th, HZ)
+    assert status in (0, 1, 2)
+    if status == 2:
+        assert np.all(np.isposinf(y))
+    else:
+        assert np.all(np.isfinite(y))
