@@ -86,15 +86,27 @@ def _eigvals_real(A):
     return wr, wi, info[0]
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _crecip(z):
+    """1/z as conj(z)/|z|^2 (no Smith scaling: magnitudes here are far from over/underflow)."""
+    a = z.real
+    b = z.imag
+    m = 1.0 / (a * a + b * b)
+    return complex(a * m, -b * m)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _lu(A, piv):
-    """In-place LU with partial pivoting of a small complex matrix; False if singular."""
+    """In-place LU with partial pivoting of a small complex matrix; False if singular.
+
+    Pivots are chosen by |Re| + |Im| (as LAPACK's izamax), which avoids a hypot per entry.
+    """
     n = A.shape[0]
     for k in range(n):
         m = k
-        best = abs(A[k, k])
+        best = abs(A[k, k].real) + abs(A[k, k].imag)
         for i in range(k + 1, n):
-            v = abs(A[i, k])
+            v = abs(A[i, k].real) + abs(A[i, k].imag)
             if v > best:
                 best = v
                 m = i
@@ -106,7 +118,7 @@ def _lu(A, piv):
                 t = A[k, j]
                 A[k, j] = A[m, j]
                 A[m, j] = t
-        inv = 1.0 / A[k, k]
+        inv = _crecip(A[k, k])
         for i in range(k + 1, n):
             A[i, k] *= inv
             f = A[i, k]
@@ -134,7 +146,7 @@ def _lu_solve(LU, piv, b):
         acc = b[i]
         for k in range(i + 1, n):
             acc -= LU[i, k] * b[k]
-        b[i] = acc / LU[i, i]
+        b[i] = acc * _crecip(LU[i, i])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -149,6 +161,9 @@ def _lu_solve_mat(LU, piv, B):
                 t = B[k, j]
                 B[k, j] = B[m, j]
                 B[m, j] = t
+    dinv = np.empty(n, dtype=np.complex128)
+    for i in range(n):
+        dinv[i] = _crecip(LU[i, i])
     for j in range(m_):
         for i in range(n):
             acc = B[i, j]
@@ -159,7 +174,7 @@ def _lu_solve_mat(LU, piv, B):
             acc = B[i, j]
             for k in range(i + 1, n):
                 acc -= LU[i, k] * B[k, j]
-            B[i, j] = acc / LU[i, i]
+            B[i, j] = acc * dinv[i]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -261,11 +276,14 @@ def _nep_T(lam, kap, K, d, T, Tp):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _nep_root(lam, kap, K, d, tol, max_iter):
-    """Newton-trace iteration for det T(lam) = 0; returns (lam, converged)."""
-    T = np.empty((4, 4), dtype=np.complex128)
-    Tp = np.empty((4, 4), dtype=np.complex128)
-    piv = np.empty(4, dtype=np.int64)
+def _nep_root(lam, kap, K, d, tol, max_iter, T, Tp, piv):
+    """Newton-trace iteration for det T(lam) = 0; returns (lam, converged).
+
+    Stops when the step is below ``tol`` (relative) or when the a-posteriori estimate of
+    the remaining error under quadratic convergence, |s_k|^3 / |s_{k-1}|^2, is below 1e-15
+    (relative).  ``T``, ``Tp``, ``piv`` are work arrays.
+    """
+    prev = 0.0   # no previous step yet: the error estimate is not available
     for it in range(max_iter):
         _nep_T(lam, kap, K, d, T, Tp)
         if not _lu(T, piv):
@@ -274,10 +292,13 @@ def _nep_root(lam, kap, K, d, tol, max_iter):
         tr = Tp[0, 0] + Tp[1, 1] + Tp[2, 2] + Tp[3, 3]
         if tr == 0:
             return lam, False
-        step = 1.0 / tr
+        step = _crecip(tr)
         lam = lam - step
-        if abs(step) <= tol * (1.0 + abs(lam)):
+        scale = 1.0 + abs(lam)
+        s = abs(step)
+        if s <= tol * scale or s * s * s <= 1e-15 * scale * prev * prev:
             return lam, True
+        prev = s
     return lam, False
 
 
@@ -293,9 +314,15 @@ def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
     dlam = np.zeros((10, 8), dtype=np.complex128)
     dr = np.zeros((10, 8), dtype=np.complex128)
     # initial guesses: eigenvalues of SPM's first-order operator (I + D*J)^-1 J
-    J, Dm = _full_jacobian(kap, K)
-    A0 = np.eye(8) + d * Dm * J
-    X0 = np.linalg.solve(A0, J)
+    # (I + d Dm*J) is I + d N with N nilpotent (K in the current rows, voltage columns), so
+    # the first-order operator is, in (v, c) block order, [[0, I], [K, -2 kappa - d K]]
+    X0 = np.zeros((8, 8))
+    for p in range(4):
+        X0[p, 4 + p] = 1.0
+        X0[4 + p, 4 + p] = -2.0 * kap[p]
+        for q in range(4):
+            X0[4 + p, q] = K[p, q]
+            X0[4 + p, 4 + q] -= d * K[p, q]
     wr, wi, info = _eigvals_real(X0)
     if info != 0:
         return False, lam, r, rs, dlam, dr
@@ -310,7 +337,7 @@ def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
     while k < 8:
         conj_pair = wi[k] > 0.0
         l0 = complex(wr[k], wi[k] if conj_pair else 0.0)
-        lk, conv = _nep_root(l0, kap, K, d, 1e-12, 60)
+        lk, conv = _nep_root(l0, kap, K, d, 1e-12, 60, T, Tp, piv4)
         if not conv or not np.isfinite(lk.real) or not np.isfinite(lk.imag):
             return False, lam, r, rs, dlam, dr
         if not conj_pair:
@@ -647,7 +674,7 @@ def _kernel_grid(theta, hz, lnf, Xd, want_grad, max_iter, tol):
         w = complex(0.0, 2.0 * np.pi * hz[f])
         acc = 0j
         for k in range(8):
-            q = 1.0 / (w - g[k])
+            q = _crecip(w - g[k])
             if not np.isfinite(q.real) or not np.isfinite(q.imag):
                 q = 0j
             inv[f, k] = q
