@@ -247,9 +247,11 @@ def _input_solution(kap, K, dK, want_grad=True):
     piv = np.empty(4, dtype=np.int64)
     ok = _lu(Kc, piv)
     zv = np.zeros(4, dtype=np.complex128)
+    dzv = np.zeros((4, 10), dtype=np.complex128)
+    if not ok:   # singular K: no operating-point solution (and piv is incomplete)
+        return ok, zv, dzv
     zv[0] = 512.0 * kap[0]
     _lu_solve(Kc, piv, zv)
-    dzv = np.empty((4, 10), dtype=np.complex128)
     if not want_grad:
         return ok, zv, dzv
     for pp in range(10):
@@ -525,6 +527,8 @@ def _modes_matrix(kap, K, dK, d, obs_w, want_grad, max_iter, tol):
     if not converged:
         return False, lam, r, rs, dlam, dr
     okz, zv, dzv = _input_solution(kap, K, dK)
+    if not okz:
+        return False, lam, r, rs, dlam, dr
     z = np.zeros(8)
     for a in range(4):
         z[2 * a] = zv[a].real
@@ -610,6 +614,20 @@ def _kernel_grid(theta, hz, lnf, Xd, want_grad, max_iter, tol):
     y = np.empty(nf)
     dy = np.zeros((nf, 25))
     kap, K, dK, dkap, d = _physical(theta)
+    # far outside the prior (e.g. an unbounded optimiser step) rates under- or overflow: no
+    # spectrum there (status 2) rather than iterations on a degenerate system
+    degenerate = not (d > 0.0 and np.isfinite(d))
+    for p in range(4):
+        if not (kap[p] > 0.0 and np.isfinite(kap[p])):
+            degenerate = True
+    for p in range(4):
+        for q in range(4):
+            if not np.isfinite(K[p, q]):
+                degenerate = True
+    if degenerate:
+        for f in range(nf):
+            y[f] = np.inf
+        return y, dy, 2, np.nan
     L = theta[10]
     J1w = theta[11]
     J7w = theta[12]

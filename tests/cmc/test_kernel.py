@@ -92,6 +92,17 @@ def test_delay_failure_gives_inf_signal():
     assert status == 2 and np.all(np.isposinf(y))
 
 
+@pytest.mark.parametrize("which, value", [("tau_sp", 1e4), ("tau_ss", 800.0), ("delay_intrinsic", -800.0),
+                                          ("tau_ii", -800.0)])
+def test_absurd_parameters_give_inf_signal_not_a_crash(which, value):
+    # an unbounded optimiser step once reached tau_sp ~ 1e4 prior units (rates underflow to 0,
+    # K singular): the kernel must return the status-2 signal, not read an incomplete pivot
+    th = MU.copy()
+    th[FREE_NAMES.index(which)] = value
+    y, jac, status, _ = spectrum_and_jacobian(th, HZ)
+    assert status == 2 and np.all(np.isposinf(y)) and np.all(jac == 0)
+
+
 @pytest.mark.parametrize("mode", ["FAST_RUN", "NUMBA"])
 def test_pytensor_op_gradient(mode, rng):
     pytensor = importorskip("pytensor")
