@@ -14,6 +14,19 @@ reported as f(1) - log k, the value for the unscaled spectrum.
 The LFP gain enters the spectrum as L**2: its posterior is symmetric about 0 up to the
 prior N(1, 64), so its posterior mean is not a point estimate; |L| is compared as well.
 Errors are also summarised as RMS over parameters in units of the prior SD.
+
+Why "our error <= SPM's, per parameter" is not met everywhere (printed per case): each
+parameter where SPM's error is smaller is classified as
+  prior  -- the data do not inform the parameter (our posterior SD >= 0.8 prior SD): both
+            estimates stay near the prior mean and both errors are about |truth - prior mean|;
+            where the truth equals the prior mean (12 of the 25 parameters in these problems:
+            observation-noise, DCT, filter and LFP-contribution parameters) SPM's error is
+            small by construction;
+  sign   -- the LFP gain: the spectrum depends on L**2, the posterior mean of L averages the
+            +|L| and -|L| modes (compare |L|, printed separately);
+  noise  -- our error is within one of our posterior SDs (what a calibrated posterior mean
+            does; SPM's smaller error on one dataset is then within the sampling spread);
+  other  -- none of these.
 """
 from __future__ import annotations
 
@@ -45,6 +58,7 @@ def main():
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    print(f"load: {os.getloadavg()}")
     specs = [s for s in parameter_table(1) if s.free]
     summary = {}
     for case in CASES:
@@ -81,7 +95,7 @@ def main():
             inside = bool(lo <= truth <= hi)
             spm_in = bool(abs(sm - truth) <= 1.88 * spm_sd[i])
             rows.append((s.name, truth, sm, ours, abs(sm - truth), abs(ours - truth), inside, spm_in,
-                         np.sqrt(s.prior_var)))
+                         np.sqrt(s.prior_var), float(x.std()), float(s.prior_mean)))
             print(f"{s.name:24s} {truth:8.3f} {sm:9.3f} {ours:9.3f} {abs(sm - truth):9.3f} "
                   f"{abs(ours - truth):10.3f} {'yes' if inside else 'NO':>6s} {'yes' if spm_in else 'no':>9s}"
                   f"  [{lo:.3f}, {hi:.3f}]")
@@ -89,6 +103,23 @@ def main():
         iL = names.index("L(1,1)")
         print(f"{'|lfp_gain|':24s} {abs(truth_v[iL]):8.3f} {abs(spm_m[iL]):9.3f} {L.mean():9.3f} "
               f"{abs(abs(spm_m[iL]) - abs(truth_v[iL])):9.3f} {abs(L.mean() - abs(truth_v[iL])):10.3f}")
+        why = {}
+        for r in rows:
+            if r[5] <= r[4]:
+                continue
+            if r[0] == "lfp_gain":
+                why[r[0]] = "sign"
+            elif r[9] >= 0.8 * r[8]:
+                why[r[0]] = "prior"
+            elif r[5] <= r[9]:
+                why[r[0]] = "noise"
+            else:
+                why[r[0]] = "other"
+        print("worse than SPM: " + ", ".join(
+            f"{nm} [{w}: |err| ours {r[5]:.3f} SPM {r[4]:.3f}, our post SD {r[9]:.3f} = "
+            f"{r[9] / r[8]:.2f} prior SD]" for nm, w in why.items() for r in rows if r[0] == nm))
+        print("  counts: " + ", ".join(f"{k} {sum(v == k for v in why.values())}"
+                                       for k in ("prior", "sign", "noise", "other")))
         err_spm = np.array([r[4] / r[8] for r in rows])
         err_us = np.array([r[5] / r[8] for r in rows])
         n_in = sum(r[6] for r in rows)
@@ -104,7 +135,8 @@ def main():
                          "rms_err_ours": float(np.sqrt(np.mean(err_us ** 2))),
                          "rms_err_spm": float(np.sqrt(np.mean(err_spm ** 2))),
                          "missed": [r[0] for r in rows if not r[6]],
-                         "worse_than_spm": [r[0] for r in rows if r[5] > r[4]]}
+                         "worse_than_spm": [r[0] for r in rows if r[5] > r[4]],
+                         "worse_reason": why}
     OUT.mkdir(exist_ok=True)
     tmp = OUT / "against_spm.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
