@@ -50,7 +50,21 @@ def _plt():
 
 
 def posterior_draws(dt, group="posterior"):
-    """``{name: (n_draws_total,) array}`` of the scalar variables of a group."""
+    """Flattened draws of the scalar variables of a group.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        Fit result.
+    group : str
+        Group to read (default ``"posterior"``).  A variable with a ``param`` dim is split
+        into one entry per ``param`` value; variables with other dims are left out.
+
+    Returns
+    -------
+    dict
+        ``{name: ndarray of shape (n_chains * n_draws,)}``.
+    """
     ds = dt[group].to_dataset() if hasattr(dt[group], "to_dataset") else dt[group]
     out = {}
     for name, da in ds.data_vars.items():
@@ -72,7 +86,22 @@ def _spectrum_var(ds):
 
 
 def plot_ppc(dt, *, hdi_prob=0.94):
-    """Observed spectrum against the posterior-predictive band; returns (Figure, coverage)."""
+    """Observed spectrum against the posterior-predictive band.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        Fit result with ``observed_data`` and ``posterior_predictive`` groups holding a
+        spectrum (variable ``psd``, or the first variable with a ``freq`` dim).
+    hdi_prob : float
+        Probability of the central predictive band.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    coverage : float
+        Fraction of frequency bins whose observed value lies inside the band.
+    """
     plt = _plt()
     obs = _spectrum_var(dt["observed_data"].to_dataset())
     pp = _spectrum_var(dt["posterior_predictive"].to_dataset())
@@ -94,14 +123,36 @@ def plot_ppc(dt, *, hdi_prob=0.94):
 
 
 def plot_prior_posterior(dt, *, names=None, max_params=16):
-    """Histograms of posterior draws over the prior density, per parameter."""
+    """Histograms of posterior draws over the prior density, per parameter.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        Fit result with a ``posterior`` group (parameters named as in
+        :func:`nmm_inference.params.parameter_table`; others are drawn without a prior).
+    names : list of str, optional
+        Parameters to draw (default: all scalar posterior variables).
+    max_params : int
+        At most this many panels.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     from scipy.stats import norm
 
     from .params import parameter_table
 
     plt = _plt()
     draws = posterior_draws(dt)
-    table = {s.name: s for s in parameter_table(1)}
+    import json
+
+    table = {s.name: (s.prior_mean, np.sqrt(s.prior_var)) for s in parameter_table(1) if s.prior_var > 0}
+    try:  # the priors the fit actually used (overrides included), when recorded
+        table.update({k: (float(m), float(sd)) for k, (m, sd) in
+                      json.loads(dt.attrs.get("priors", "{}") or "{}").items()})
+    except (TypeError, ValueError):
+        pass
     names = [n for n in (names or draws) if n in draws][:max_params]
     ncol = 4
     nrow = max(1, int(np.ceil(len(names) / ncol)))
@@ -110,11 +161,11 @@ def plot_prior_posterior(dt, *, names=None, max_params=16):
     for ax, n in zip(axes.ravel(), names):
         x = draws[n]
         ax.hist(x, bins=40, density=True, color="C0", alpha=0.6, label="posterior")
-        spec = table.get(n)
-        if spec is not None and spec.prior_var > 0:
-            sd = np.sqrt(spec.prior_var)
-            grid = np.linspace(min(x.min(), spec.prior_mean - 3 * sd), max(x.max(), spec.prior_mean + 3 * sd), 200)
-            ax.plot(grid, norm.pdf(grid, spec.prior_mean, sd), color="C3", lw=1.2, label="prior")
+        prior = table.get(n)
+        if prior is not None and prior[1] > 0 and np.isfinite(prior[1]) and prior[1] < 1e3:
+            m, sd = prior
+            grid = np.linspace(min(x.min(), m - 3 * sd), max(x.max(), m + 3 * sd), 200)
+            ax.plot(grid, norm.pdf(grid, m, sd), color="C3", lw=1.2, label="prior")
         ax.set_title(n, fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(names):]:
@@ -125,7 +176,19 @@ def plot_prior_posterior(dt, *, names=None, max_params=16):
 
 
 def plot_pairs(dt, *, n_pairs=4):
-    """Scatter plots of the most strongly correlated parameter pairs."""
+    """Scatter plots of the most strongly correlated parameter pairs.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        Fit result with a ``posterior`` group.
+    n_pairs : int
+        Number of pairs (largest absolute posterior correlation first).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     plt = _plt()
     draws = posterior_draws(dt)
     names = [n for n, v in draws.items() if np.std(v) > 0]
@@ -145,10 +208,29 @@ def plot_pairs(dt, *, n_pairs=4):
 
 
 def convergence_table(dt):
-    """R-hat, bulk/tail ESS per parameter and divergences; returns (rows, n_divergent, ok)."""
+    """R-hat, bulk and tail ESS per parameter, and the number of divergences.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        Fit result with a ``posterior`` group (and optionally ``sample_stats.diverging``).
+        Only scalar parameters (dims ``chain``, ``draw``) are summarised; derived arrays
+        such as the predicted ``spectrum`` are left out.
+
+    Returns
+    -------
+    rows : list of tuple
+        ``(name, mean, sd, r_hat, ess_bulk, ess_tail)`` per parameter.
+    n_divergent : int
+    ok : bool
+        True when every R-hat <= 1.01, every bulk ESS >= 400 and there were no divergences.
+    """
     import arviz as az
 
-    s = az.summary(dt)
+    names = list(posterior_draws(dt))
+    post = dt["posterior"].to_dataset()
+    names = [n for n in names if n in post.data_vars]  # split "param" variables are summarised whole
+    s = az.summary(dt, var_names=names or None)
     rows = []
     for name in s.index:
         rows.append((str(name), float(s.loc[name, "mean"]), float(s.loc[name, "sd"]),
@@ -161,8 +243,29 @@ def convergence_table(dt):
     return rows, ndiv, ok
 
 
+def _is_laplace(dt):
+    return str(getattr(dt, "attrs", {}).get("sampler", "")) == "laplace"
+
+
 def _convergence_html(dt):
     rows, ndiv, ok = convergence_table(dt)
+    if _is_laplace(dt) or (rows and all(not np.isfinite(r[3]) for r in rows)):
+        import json
+
+        conv = json.loads(dt.attrs.get("convergence", "{}") or "{}")
+        k = conv.get("pareto_k")
+        kt = ""
+        if k is not None:
+            good = float(k) <= 0.7
+            kt = (f" Pareto k of the importance weights p/q: {float(k):.2f} "
+                  f"({'reliable' if good else 'NOT reliable: the Laplace mixture misses the posterior; use NUTS'}"
+                  ", threshold 0.7).")
+        body = "".join(f"<tr><td>{html.escape(r[0])}</td><td>{r[1]:.3g}</td><td>{r[2]:.3g}</td></tr>"
+                       for r in rows)
+        return ("<div class='nmm-convergence'><p><b>Not an MCMC result</b> (sampler: "
+                f"{html.escape(str(dt.attrs.get('sampler', 'unknown')))}): R-hat and ESS do not apply."
+                f"{kt}</p><table class='table table-sm'><thead><tr><th>parameter</th><th>mean</th>"
+                f"<th>sd</th></tr></thead><tbody>{body}</tbody></table></div>")
     verdict = ("<p style='color:#176117'><b>Converged</b>: R-hat &le; 1.01 and bulk ESS &ge; 400 for every "
                "parameter, no divergences.</p>" if ok else
                "<p style='color:#a40000'><b>NOT converged</b>: some parameters have R-hat &gt; 1.01, "
@@ -186,6 +289,13 @@ def plot_landscape(named_means: dict):
     ----------
     named_means : dict
         ``{parameter name: SPM-scale value}`` (missing ones at the prior mean).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Potentials ``V(r) = -sigma r**2 / 2 - a r**4 / 4`` of the three least-damped modes,
+        with the stable states in the title; the reason in the panel when the reduction is
+        refused (e.g. a subcritical Hopf).
     """
     import warnings
 
@@ -225,7 +335,23 @@ def plot_landscape(named_means: dict):
 
 
 def plot_state_timeline(times, probs, *, raw_times=None, raw_data=None, state_names=None):
-    """State probabilities (n_states, n_times) over the raw trace."""
+    """State probabilities over the raw trace.
+
+    Parameters
+    ----------
+    times : ndarray, shape (n_times,)
+        Times of the probabilities (s).
+    probs : ndarray, shape (n_states, n_times)
+        Probability of each state.
+    raw_times, raw_data : ndarray, shape (n_samples,), optional
+        The recording to draw above the probabilities.
+    state_names : list of str, optional
+        Legend labels (default ``state 0``, ``state 1``, ...).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     plt = _plt()
     probs = np.asarray(probs)
     fig, axes = plt.subplots(2, 1, figsize=(8, 4.2), sharex=True, layout="constrained")
@@ -243,7 +369,18 @@ def plot_state_timeline(times, probs, *, raw_times=None, raw_data=None, state_na
 
 
 def plot_trajectories(ds):
-    """Parameter medians and 94 % intervals over windows (Dataset with dim ``window``)."""
+    """Parameter medians and 94 % intervals over windows.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        One variable per parameter with dim ``window`` (and ``sample`` for draws, whose
+        3 %, 50 % and 97 % quantiles are drawn); optional coordinate ``window_center`` (s).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     plt = _plt()
     names = [n for n, v in ds.data_vars.items() if "window" in v.dims]
     t = np.asarray(ds["window_center"]) if "window_center" in ds.coords else np.arange(ds.sizes["window"])
@@ -306,20 +443,35 @@ def build_report(dt, out, *, title="nmm_inference report", raw=None, overwrite=F
         add(plot_prior_posterior(dt), SECTIONS[1])
         add(plot_pairs(dt), SECTIONS[2])
         rows, ndiv, ok = convergence_table(dt)
-        info["converged"] = ok
+        info["converged"] = bool(int(dt.attrs.get("converged", 0))) if _is_laplace(dt) else ok
         rep.add_html(_convergence_html(dt), title=SECTIONS[3], tags=("nmm",))
         present.append(SECTIONS[3])
         means = {k: float(np.mean(v)) for k, v in posterior_draws(dt).items()}
-        add(plot_landscape(means), SECTIONS[4])
+        from .params import parameter_table
+
+        if set(means) & {p.name for p in parameter_table(1) if p.free}:  # a CMC posterior
+            add(plot_landscape(means), SECTIONS[4])
     if "state_probability" in kids:
         sp = dt["state_probability"].to_dataset()
-        da = next(iter(sp.data_vars.values()))
+        da = sp["probability"] if "probability" in sp.data_vars else next(iter(sp.data_vars.values()))
+        if "state" in da.dims and "time" in da.dims:
+            da = da.transpose("state", "time")
+        names = [str(v) for v in da["state"].values] if "state" in da.coords else None
         rt = rd = None
         if raw is not None:
             rt, rd = raw.times, raw.get_data()[0]
-        add(plot_state_timeline(np.asarray(da["time"]), np.asarray(da), raw_times=rt, raw_data=rd), SECTIONS[5])
+        add(plot_state_timeline(np.asarray(da["time"]), np.asarray(da), raw_times=rt, raw_data=rd,
+                                state_names=names), SECTIONS[5])
     if "trajectories" in kids:
         add(plot_trajectories(dt["trajectories"].to_dataset()), SECTIONS[6])
+    elif {"trajectory", "onset"} <= kids:  # linked window fits (nmm_inference.onset)
+        from .onset import plot_onset
+
+        a = dt.attrs
+        cap = (f"onset median {a['onset_median']:.1f} s, {a.get('hdi_prob', 0.94) * 100:.0f} % "
+               f"interval [{a['onset_lower']:.1f}, {a['onset_upper']:.1f}] s; "
+               f"P(change) = {a['p_change']:.3f}") if "onset_median" in a else ""
+        add(plot_onset(dt), SECTIONS[6], cap)
     missing = [s for s in SECTIONS if s not in present]
     if missing:
         rep.add_html("<p>Sections not applicable to this result: " + html.escape(", ".join(missing)) + "</p>",
