@@ -48,7 +48,8 @@ import mne  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nmm_inference.features import compute_band_envelopes, read_recording  # noqa: E402
-from nmm_inference.switching import detect_bursts_threshold, recommended_sfreq  # noqa: E402
+from nmm_inference.switching import (detect_bursts_threshold, positive_envelope,  # noqa: E402
+                                     recommended_sfreq)
 from nmm_inference.switching.bursts import runs  # noqa: E402
 from nmm_inference.switching.model import build_free_switching_model, fit  # noqa: E402
 from nmm_inference.switching.results import SwitchingResult  # noqa: E402
@@ -83,7 +84,7 @@ env25 = compute_band_envelopes(rec, bands={"beta": BAND}, sfreq_out=sf_fit, pick
                                verbose="error").sel(band="beta", channel=CHANNEL)
 x100 = env100.values
 n_edge = int(EDGE * sf_fit)
-y = env25.values[n_edge:-n_edge]
+y = positive_envelope(env25.values[n_edge:-n_edge])
 
 # %%
 # 2. The conventional detector

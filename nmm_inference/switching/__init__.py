@@ -17,15 +17,18 @@ that a likelihood for band envelopes:
 * :mod:`~nmm_inference.switching.results` -- state-probability time courses (xarray), switch
   events with credible intervals, dwell-time and burst statistics, ``mne.Annotations``;
 * :mod:`~nmm_inference.switching.bursts` -- episode statistics and the conventional
-  threshold burst detector.
+  threshold burst detector;
+* :mod:`~nmm_inference.switching.validation` -- the acceptance check on simulated data from the
+  full nonlinear CMC (true basins, fit, classification and switch-time scores).
 
 Importing this package loads numpy, scipy and numba only; PyMC/PyTensor are imported by
 ``model``, ``results`` (xarray) and ``pytensor_ops`` on first use.
 """
 
 from .bursts import ThresholdBursts, detect_bursts_threshold, episode_statistics, hdi_interval
-from .envelope_likelihood import (envelope_emissions, envelope_loglik, recommended_sfreq,
-                                  stationary_logpdf, to_sensor_units, transition_logpdf)
+from .envelope_likelihood import (envelope_emissions, envelope_loglik, positive_envelope,
+                                  recommended_sfreq, stationary_logpdf, to_sensor_units,
+                                  transition_logpdf)
 from .hmm import (envelope_hmm_logp, forward_backward, hmm_logp, sample_paths,
                   transition_matrix, viterbi)
 from .mechanism import MechanismSpec, assess_mechanism, switching_quantities
@@ -39,8 +42,8 @@ _LAZY = {
 
 __all__ = [
     "transition_logpdf", "stationary_logpdf", "envelope_emissions", "envelope_loglik",
-    "to_sensor_units", "recommended_sfreq", "hmm_logp", "forward_backward", "viterbi",
-    "sample_paths", "envelope_hmm_logp", "transition_matrix", "PassageGrid",
+    "to_sensor_units", "positive_envelope", "recommended_sfreq", "hmm_logp", "forward_backward",
+    "viterbi", "sample_paths", "envelope_hmm_logp", "transition_matrix", "PassageGrid",
     "two_mode_passage_times", "MechanismSpec", "assess_mechanism", "switching_quantities",
     "ThresholdBursts", "detect_bursts_threshold", "episode_statistics", "hdi_interval",
     *_LAZY,

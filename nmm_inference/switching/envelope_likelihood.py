@@ -62,7 +62,8 @@ from ..errors import DataError, ParameterError
 from ._special import expm1_ratio, hankel_i0_i1, log_i0e_scaled, log_ndtr_mills
 
 __all__ = ["EMISSION_KINDS", "transition_logpdf", "stationary_logpdf", "envelope_emissions",
-           "envelope_loglik", "to_sensor_units", "check_envelope", "recommended_sfreq"]
+           "envelope_loglik", "to_sensor_units", "check_envelope", "positive_envelope",
+           "recommended_sfreq"]
 
 #: Emission densities understood by the kernels (name -> code).
 EMISSION_KINDS = {"transition": 0, "stationary": 1}
@@ -137,22 +138,66 @@ def _transition_lp(x0, x, sigma, a, D, dt):
 
 
 @numba.njit(**_NJIT)
-def _stationary_lp(x, sigma, a, D):
-    """log stationary density at x and d/d(sigma, a, D) (a < 0)."""
-    if not (a < 0.0) or not (D > 0.0) or not (x > 0.0):
-        return -np.inf, 0.0, 0.0, 0.0
-    q = x * x
+def _stationary_consts(sigma, a, D):
+    """Per-state constants of the stationary density: (c0, c_s, c_a, c_D, ok).
+
+    ``log p(x) = log x + E - c0`` with ``E = (sigma x^2 + a x^4 / 2) / D``;
+    ``d/dsigma = x^2 / D - c_s``, ``d/da = x^4 / (2 D) + c_a``, ``d/dD = -E / D + c_D``.
+    """
+    if not (a < 0.0) or not (D > 0.0):
+        return 0.0, 0.0, 0.0, 0.0, False
     rt = math.sqrt(-a * D)
     w = sigma / rt
     lphi, mills = log_ndtr_mills(w)
-    E = (sigma * q + 0.5 * a * q * q) / D
-    lp = (math.log(x) + E - 0.5 * math.log(2.0 * math.pi * D / (-a)) + math.log(2.0)
-          - 0.5 * w * w - lphi)
+    c0 = 0.5 * math.log(2.0 * math.pi * D / (-a)) - math.log(2.0) + 0.5 * w * w + lphi
     k = w + mills
-    g_s = q / D - k / rt
-    g_a = 0.5 * q * q / D + 0.5 / a - k * (-w / (2.0 * a))
-    g_D = -E / D - 0.5 / D - k * (-w / (2.0 * D))
-    return lp, g_s, g_a, g_D
+    return c0, k / rt, 0.5 / a + k * w / (2.0 * a), -0.5 / D + k * w / (2.0 * D), True
+
+
+@numba.njit(**_NJIT)
+def _stationary_core(x, a, D, sigma, c0, c_s, c_a, c_D):
+    """log stationary density at x without ``log x``, and d/d(sigma, a, D)."""
+    if not (x > 0.0):
+        return -np.inf, 0.0, 0.0, 0.0
+    q = x * x
+    rD = 1.0 / D
+    E = (sigma * q + 0.5 * a * q * q) * rD
+    return E - c0, q * rD - c_s, 0.5 * q * q * rD + c_a, -E * rD + c_D
+
+
+@numba.njit(**_NJIT)
+def _stationary_lp(x, sigma, a, D):
+    """log stationary density at x and d/d(sigma, a, D) (a < 0)."""
+    c0, c_s, c_a, c_D, ok = _stationary_consts(sigma, a, D)
+    if not ok or not (x > 0.0):
+        return -np.inf, 0.0, 0.0, 0.0
+    lp, gs, ga, gd = _stationary_core(x, a, D, sigma, c0, c_s, c_a, c_D)
+    return lp + math.log(x), gs, ga, gd
+
+
+@numba.njit(**_NJIT)
+def _state_consts(sigma, a, D, dt, kind):
+    """Per (state, band) constants of the emission density and a validity mask."""
+    S, M = sigma.shape
+    consts = np.zeros((S, M, 4))
+    ok = np.ones((S, M), dtype=np.bool_)
+    for s in range(S):
+        for m in range(M):
+            if kind == 0:
+                consts[s, m, 0], consts[s, m, 1], consts[s, m, 2] = _flow_consts(sigma[s, m], dt)
+            else:
+                c0, c1, c2, c3, good = _stationary_consts(sigma[s, m], a[s, m], D[s, m])
+                consts[s, m, 0], consts[s, m, 1], consts[s, m, 2], consts[s, m, 3] = c0, c1, c2, c3
+                ok[s, m] = good
+    return consts, ok
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _emission_core(x, t, m, sigma, a, D, dt, kind, c):
+    """Emission log-density (without log x) of sample t, band m, and its derivatives."""
+    if kind == 0:
+        return _transition_core(x[t - 1, m], x[t, m], sigma, a, D, dt, c[0], c[1], c[2])
+    return _stationary_core(x[t, m], a, D, sigma, c[0], c[1], c[2], c[3])
 
 
 @numba.njit(**_NJIT)
@@ -169,26 +214,22 @@ def _emissions(x, sigma, a, D, dt, kind, starts, want_grad):
         dlogb = np.zeros((T, S, M, 3))
     else:
         dlogb = np.zeros((1, 1, 1, 3))
-    consts = np.empty((S, M, 3))
-    for s in range(S):
-        for m in range(M):
-            consts[s, m, 0], consts[s, m, 1], consts[s, m, 2] = _flow_consts(sigma[s, m], dt)
+    consts, ok = _state_consts(sigma, a, D, dt, kind)
     for t in range(T):
         lx = 0.0
-        if kind == 0 and not starts[t]:
+        if kind == 1 or not starts[t]:
             for m in range(M):
-                lx += math.log(x[t, m])      # the Rice density's x factor, state-independent
+                lx += math.log(x[t, m])      # the densities' x factor, state-independent
         for s in range(S):
             acc = lx
             for m in range(M):
-                if kind == 0:
-                    if starts[t]:
-                        continue
-                    lp, gs, ga, gd = _transition_core(x[t - 1, m], x[t, m], sigma[s, m], a[s, m],
-                                                      D[s, m], dt, consts[s, m, 0],
-                                                      consts[s, m, 1], consts[s, m, 2])
+                if kind == 0 and starts[t]:
+                    continue
+                if not ok[s, m]:
+                    lp, gs, ga, gd = -np.inf, 0.0, 0.0, 0.0
                 else:
-                    lp, gs, ga, gd = _stationary_lp(x[t, m], sigma[s, m], a[s, m], D[s, m])
+                    lp, gs, ga, gd = _emission_core(x, t, m, sigma[s, m], a[s, m], D[s, m], dt,
+                                                    kind, consts[s, m])
                 acc += lp
                 if want_grad:
                     dlogb[t, s, m, 0] = gs
@@ -332,6 +373,32 @@ def check_envelope(envelope, *, name="envelope"):
         raise DataError(f"{name} must be positive (an amplitude envelope); "
                         f"{int(np.sum(x <= 0))} samples are <= 0")
     return np.ascontiguousarray(x)
+
+
+def positive_envelope(envelope, *, floor_fraction=1e-3):
+    """Clip an envelope to a small positive floor.
+
+    Resampled Hilbert envelopes (``compute_band_envelopes`` with ``sfreq_out``) can dip
+    slightly below zero where the anti-aliasing filter rings next to near-zero amplitudes; the
+    likelihood needs ``x > 0``.
+
+    Parameters
+    ----------
+    envelope : array-like
+        Envelope samples.
+    floor_fraction : float, optional
+        Floor as a fraction of the median (per band, along the first axis).
+
+    Returns
+    -------
+    ndarray
+        ``max(envelope, floor_fraction * median)``.
+    """
+    x = np.asarray(envelope, dtype=float)
+    med = np.median(x, axis=0)
+    if not np.all(med > 0):
+        raise DataError("the envelope's median is not positive; is it an amplitude envelope?")
+    return np.maximum(x, floor_fraction * med)
 
 
 def _segment_starts(n_times, segment_starts):

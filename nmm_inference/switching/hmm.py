@@ -26,9 +26,8 @@ import numba
 import numpy as np
 
 from ..errors import ParameterError
-from .envelope_likelihood import (_check_dt, _flow_consts, _kind_code, _segment_starts,
-                                  _state_params, _stationary_lp, _transition_core,
-                                  check_envelope)
+from .envelope_likelihood import (_check_dt, _emission_core, _kind_code, _segment_starts,
+                                  _state_consts, _state_params, check_envelope)
 
 __all__ = ["hmm_logp", "forward_backward", "viterbi", "sample_paths", "envelope_hmm_logp",
            "check_log_transition", "transition_matrix", "stationary_distribution"]
@@ -140,10 +139,7 @@ def _envelope_hmm(x, sigma, a, D, logP, logpi, dt, kind, starts):
     g_D = np.zeros((S, M))
     xi = np.zeros((S, S))
     g0 = np.zeros(S)
-    consts = np.empty((S, M, 3))
-    for s in range(S):
-        for m in range(M):
-            consts[s, m, 0], consts[s, m, 1], consts[s, m, 2] = _flow_consts(sigma[s, m], dt)
+    consts, ok = _state_consts(sigma, a, D, dt, kind)
     alpha = np.empty((T, S))
     bb = np.empty((T, S))
     c = np.empty(T)
@@ -152,24 +148,23 @@ def _envelope_hmm(x, sigma, a, D, logP, logpi, dt, kind, starts):
     logL = 0.0
     for t in range(T):
         lx = 0.0
-        if kind == 0 and not starts[t]:
+        if kind == 1 or not starts[t]:
             for m in range(M):
                 lx += math.log(x[t, m])
         mx = -np.inf
         for s in range(S):
             acc = lx
             for m in range(M):
-                if kind == 0:
-                    if starts[t]:
-                        dl[t, s, m, 0] = 0.0
-                        dl[t, s, m, 1] = 0.0
-                        dl[t, s, m, 2] = 0.0
-                        continue
-                    lp, gs, ga, gd = _transition_core(x[t - 1, m], x[t, m], sigma[s, m],
-                                                      a[s, m], D[s, m], dt, consts[s, m, 0],
-                                                      consts[s, m, 1], consts[s, m, 2])
+                if kind == 0 and starts[t]:
+                    dl[t, s, m, 0] = 0.0
+                    dl[t, s, m, 1] = 0.0
+                    dl[t, s, m, 2] = 0.0
+                    continue
+                if not ok[s, m]:
+                    lp, gs, ga, gd = -np.inf, 0.0, 0.0, 0.0
                 else:
-                    lp, gs, ga, gd = _stationary_lp(x[t, m], sigma[s, m], a[s, m], D[s, m])
+                    lp, gs, ga, gd = _emission_core(x, t, m, sigma[s, m], a[s, m], D[s, m], dt,
+                                                    kind, consts[s, m])
                 acc += lp
                 dl[t, s, m, 0] = gs
                 dl[t, s, m, 1] = ga

@@ -215,8 +215,9 @@ def _reference_values(model, variables):
 def add_switching_likelihood(name, envelope, *, sfreq, G, T, R, U, noise_std, readout, spec,
                              rates="auto", reference=None, gain=None, floor=None,
                              rate_discrepancy_sd=0.5, emission_discrepancy_sd=0.0,
-                             log_rate_prior=(np.log(0.5), 1.5), kind="transition",
-                             segment_starts=None, state_names=None, band_names=None, t0=0.0):
+                             diffusion_discrepancy_sd=0.0, log_rate_prior=(np.log(0.5), 1.5),
+                             kind=None, segment_starts=None, state_names=None, band_names=None,
+                             t0=0.0):
     """Add the CMC-parameterised switching likelihood of band envelopes to the current model.
 
     Parameters
@@ -256,10 +257,20 @@ def add_switching_likelihood(name, envelope, *, sfreq, G, T, R, U, noise_std, re
         ``eps ~ Normal(0, emission_discrepancy_sd)`` per state and band: the reduction's error
         in the transverse exponents and state amplitudes (O(r^2) truncation, noise-induced
         shifts) is carried into the posterior instead of biasing the CMC parameters.
+    diffusion_discrepancy_sd : float, optional
+        If > 0, the emissions' diffusions are ``D_m g_m^2 exp(eta_m)`` with
+        ``eta_m ~ Normal(0, diffusion_discrepancy_sd)`` per band: the envelope's in-state spread
+        may differ from the reduced SDE's (band-passed activity of other modes, O(r^2) terms),
+        and without this term that mismatch is read as input noise, which sets the mechanistic
+        rates (``exp(-barrier / D)``) and through them biases the connections that tilt the
+        barrier.  The switching rates keep the undistorted ``D``.
     log_rate_prior : (float, float), optional
         Normal prior (mean, sd) of free log rates (log 1/s).
     kind : {"transition", "stationary"}, optional
-        Emission density.
+        Emission density.  Default: ``"stationary"`` with several states (each state's
+        stationary envelope density; robust to the envelope's band-pass smoothing, see
+        :mod:`~nmm_inference.switching.envelope_likelihood`), ``"transition"`` with one state
+        (the amplitude SDE's transition density of the envelope time series).
     segment_starts : array-like of int, optional
         Starts of contiguous segments.
     state_names, band_names : list of str, optional
@@ -283,6 +294,8 @@ def add_switching_likelihood(name, envelope, *, sfreq, G, T, R, U, noise_std, re
     if not isinstance(spec, MechanismSpec):
         raise ParameterError(f"spec must be a MechanismSpec, got {type(spec).__name__}")
     model = pm.modelcontext(None)
+    if kind is None:
+        kind = "stationary" if spec.n_states > 1 else "transition"
     x = check_envelope(envelope)
     if x.shape[1] != spec.n_bands:
         raise DataError(f"envelope has {x.shape[1]} bands, spec {spec.n_bands}")
@@ -308,7 +321,12 @@ def add_switching_likelihood(name, envelope, *, sfreq, G, T, R, U, noise_std, re
         sig_eff = sig_eff * pt.exp(eps)
     sig = pm.Deterministic(f"{name}_sigma", sig_eff)
     a_s = pm.Deterministic(f"{name}_a", pt.tile((mech["a"] / g ** 2)[None, :], (S, 1)))
-    D_sens = pt.tile((mech["D"] * g ** 2)[None, :], (S, 1))
+    D_band = mech["D"] * g ** 2
+    if diffusion_discrepancy_sd:
+        eta = pm.Normal(f"{name}_log_D_discrepancy", 0.0, float(diffusion_discrepancy_sd),
+                        shape=(M,))
+        D_band = D_band * pt.exp(eta)
+    D_sens = pt.tile(D_band[None, :], (S, 1))
     if floor is not None:
         # background activity in the band (other modes, aperiodic activity, sensor noise) adds
         # f^2 to the envelope intensity: exact for the quasi-cycle (Rayleigh) states, where
@@ -396,7 +414,7 @@ def _rate_matrix(log_k, S):
     return pt.exp(log_k) * (1.0 - pt.eye(S))
 
 
-def build_free_switching_model(envelope, *, sfreq, n_states=2, kind="transition",
+def build_free_switching_model(envelope, *, sfreq, n_states=2, kind="stationary",
                                segment_starts=None, scale=None, priors=None, state_names=None,
                                band_names=None, t0=0.0, name="switch", parametrization="ordered"):
     """Standalone switching model of one band envelope at the level of the amplitude SDE.
@@ -416,14 +434,18 @@ def build_free_switching_model(envelope, *, sfreq, n_states=2, kind="transition"
         Envelope rate (Hz).
     n_states : int, optional
         Number of hidden states (>= 2).
-    kind : {"transition", "stationary"}, optional
-        Emission density.
+    kind : {"stationary", "transition"}, optional
+        Emission density (default stationary: on short, band-pass smoothed envelopes the
+        transition density also reads the envelope's persistent local slopes and then switches
+        with every rise and fall; use ``"transition"`` for envelopes sampled at most at their
+        bandwidth).
     segment_starts : array-like of int, optional
         Starts of contiguous segments.
     scale : float, optional
         Envelope unit (default: median).
     priors : dict, optional
         Override any of ``sigma0`` (Normal mean, sd; 1/s), ``sigma_step`` (HalfNormal sd; 1/s),
+        ``log_damping``, ``log_growth`` (Normal mean, sd; log(1/s); "hopf" only),
         ``log_neg_a`` (Normal mean, sd; log(1/s)), ``log_D`` (Normal mean, sd; log(1/s)),
         ``log_rate`` (Normal mean, sd; log(1/s)).
     state_names : list of str, optional
@@ -434,6 +456,10 @@ def build_free_switching_model(envelope, *, sfreq, n_states=2, kind="transition"
         Time of the first sample (s).
     name : str, optional
         Prefix of the variables.
+    parametrization : {"ordered", "hopf"}, optional
+        ``"ordered"``: ``sigma_0 ~ Normal``, increments ``HalfNormal`` (any signs);
+        ``"hopf"`` (two states): ``sigma_0 = -exp(.) < 0 < sigma_1 = exp(.)``, a damped
+        quasi-cycle and a noisy limit cycle (priors ``log_damping``, ``log_growth``).
 
     Returns
     -------

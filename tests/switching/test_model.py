@@ -17,12 +17,15 @@ EX = bistable_example()
 SPEC = MechanismSpec(bands=((46.0, 76.0), (8.0, 44.0)), states=((0,), (1,)))
 
 
-def _finite_at_ip(model):
+def _finite_at_ip(model, *extra):
+    """Log-density and gradient at the initial point are finite (one compiled function)."""
     ip = model.initial_point()
-    lp = model.compile_logp()(ip)
-    dlp = model.compile_dlogp()(ip)
-    assert np.isfinite(lp) and np.all(np.isfinite(dlp))
-    return lp, dlp
+    # FAST_COMPILE: no C compilation (a single evaluation does not pay for it)
+    f = model.compile_fn([model.logp(), model.dlogp(), *extra], point_fn=True,
+                         mode="FAST_COMPILE")
+    out = f(ip)
+    assert np.isfinite(out[0]) and np.all(np.isfinite(out[1]))
+    return f, ip
 
 
 def test_log_transition_from_rates_matches_expm():
@@ -73,10 +76,27 @@ def test_cmc_switching_likelihood_builds_with_mechanistic_rates():
             spec=SPEC, floor=np.array([0.1, 0.1]), emission_discrepancy_sd=0.2,
             kind="stationary")
     assert terms.rate_source == "mechanism"
-    lp, dlp = _finite_at_ip(model)
+    f, ip = _finite_at_ip(model)
     names = [v.name for v in model.value_vars]
     assert "sw_log_rate_discrepancy" in names and "sw_log_sigma_discrepancy" in names
-    assert dlp[names.index("log_G1")] != 0.0          # the likelihood depends on G1
+    assert f(ip)[1][names.index("log_G1")] != 0.0     # the likelihood depends on G1
+
+
+def test_diffusion_discrepancy_scales_only_the_emission_diffusions():
+    y = _cmc_envelope()
+    with pm.Model() as model:
+        terms = add_switching_likelihood(
+            "sw", y, sfreq=5.0, G=EX["G"], T=EX["T"], R=EX["R"], U=EX["U"],
+            noise_std=EX["noise_std"] * np.ones(4), readout=np.array([0.0, 1.0, 0.0, 0.0]),
+            spec=SPEC, diffusion_discrepancy_sd=0.3, kind="stationary")
+    f, ip = _finite_at_ip(model, *model.replace_rvs_by_values([model["sw_D"],
+                                                                model["sw_rates"]]))
+    D0, k0 = (np.array(v) for v in f(ip)[2:])
+    D1, k1 = (np.array(v) for v in f(dict(ip, sw_log_D_discrepancy=np.log([2.0, 0.5])))[2:])
+    # D_m exp(eta_m) per band (no floor here: exact), the mechanistic rates untouched
+    np.testing.assert_allclose(D1, D0 * np.array([2.0, 0.5]), rtol=1e-12)
+    np.testing.assert_allclose(k1, k0, rtol=1e-12)
+    assert terms.rate_source == "mechanism"
 
 
 def test_joint_model_shares_cmc_parameters_with_the_spectral_likelihood():
@@ -104,15 +124,12 @@ def test_joint_model_shares_cmc_parameters_with_the_spectral_likelihood():
         spec_hat, _ = cmc_spectrum(theta, hz)
         pm.Gamma("psd", alpha=8.0, beta=8.0 / spec_hat, observed=np.ones(hz.size))
     assert terms.n_states == 1
-    _finite_at_ip(model)
+    env_term = model.replace_rvs_by_values([model.potentials[0]])[0]
+    psd_term = model.logp(vars=[model["psd"]])
+    f, ip = _finite_at_ip(model, env_term, psd_term)
     # both likelihood terms depend on the shared gain
-    ip = model.initial_point()
-    ip2 = dict(ip, g_ii_ii=np.asarray(0.1))
-    env_term = model.compile_fn(model.replace_rvs_by_values([model.potentials[0]])[0],
-                                point_fn=True)
-    psd_term = model.compile_logp(vars=[model["psd"]])
-    assert env_term(ip2) != env_term(ip)
-    assert psd_term(ip2) != psd_term(ip)
+    a, b = f(ip), f(dict(ip, g_ii_ii=np.asarray(0.1)))
+    assert a[2] != b[2] and a[3] != b[3]
 
 
 def test_cmc_switching_likelihood_refuses_bad_input():
@@ -127,6 +144,7 @@ def test_cmc_switching_likelihood_refuses_bad_input():
                                      readout=[0, 1, 0, 0], spec=((1, 2),))
 
 
+@pytest.mark.slow
 def test_free_model_recovers_simulated_parameters():
     """Real NUTS sampling (nutpie, NUMBA backend) on data from the model itself."""
     sig, a, D, k = np.array([[-6.0], [3.0]]), -4.0, 0.6, np.array([0.5, 0.8])
@@ -134,7 +152,7 @@ def test_free_model_recovers_simulated_parameters():
                                               rates=[[0, k[0]], [k[1], 0]], sfreq=20.0,
                                               duration=240.0, random_seed=3)
     model, terms = build_free_switching_model(env[:, 0], sfreq=20.0, scale=1.0,
-                                              parametrization="hopf")
+                                              parametrization="hopf", kind="transition")
     idata = fit(model, draws=300, tune=300, chains=1, random_seed=4)
     post = idata["posterior"]
     from nmm_inference.switching.bursts import hdi_interval
