@@ -17,7 +17,9 @@ import time
 import numpy as np
 
 
-def best_of(fn, n, repeat=7):
+def best_of(fn, n, repeat=25):
+    """Mean time per call of the fastest of `repeat` runs of `n` calls (timeit's rule: the
+    minimum is the figure least disturbed by other work on a shared machine)."""
     fn()
     best = np.inf
     for _ in range(repeat):
@@ -60,18 +62,18 @@ def main():
     # them once per Op (as here); _kernel recomputes them on every call
     lnf, Xd = _grid(hz)
     rows.append(("numba kernel, spectrum", best_of(
-        lambda: _kernel_grid(cyc(thetas), hz, lnf, Xd, False, 50, 1e-13), 500)))
+        lambda: _kernel_grid(cyc(thetas), hz, lnf, Xd, False, 50, 1e-13), 100)))
     rows.append(("numba kernel, spectrum + Jacobian (25 columns)", best_of(
-        lambda: _kernel_grid(cyc(thetas), hz, lnf, Xd, True, 50, 1e-13), 500)))
+        lambda: _kernel_grid(cyc(thetas), hz, lnf, Xd, True, 50, 1e-13), 100)))
     rows.append(("numba kernel, spectrum + Jacobian, grid recomputed per call", best_of(
-        lambda: _kernel(cyc(thetas), hz, True, 50, 1e-13), 500)))
+        lambda: _kernel(cyc(thetas), hz, True, 50, 1e-13), 100)))
     th = pt.dvector("theta")
     obs = predict_csd_full(P[0], hz).csd[:, 0, 0].real
     y, _ = cmc_spectrum(th, hz)
     logp = pt.sum(-pt.log(y) - obs / y)
     for mode in ("FAST_RUN", "NUMBA"):
         f = pytensor.function([th], [logp, pytensor.grad(logp, th)], mode=mode)
-        rows.append((f"PyTensor Op, Whittle logp + grad, {mode}", best_of(lambda: f(cyc(thetas)), 500)))
+        rows.append((f"PyTensor Op, Whittle logp + grad, {mode}", best_of(lambda: f(cyc(thetas)), 100)))
     try:
         import jax
 
