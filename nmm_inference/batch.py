@@ -37,7 +37,21 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 def unit_seed(random_seed, key: str) -> int:
-    """Seed of one unit: a function of the batch seed and the unit key only."""
+    """Seed of one unit: a function of the batch seed and the unit key only.
+
+    Parameters
+    ----------
+    random_seed : int or None
+        Batch seed (``None`` counts as 0).
+    key : str
+        Unit key.
+
+    Returns
+    -------
+    int
+        Seed in ``[0, 2**32)``, drawn from a :class:`numpy.random.SeedSequence` of the batch
+        seed and the CRC-32 of the key, so it does not depend on the unit's position.
+    """
     base = 0 if random_seed is None else int(random_seed)
     ss = np.random.SeedSequence([base, zlib.crc32(key.encode())])
     return int(ss.generate_state(1, dtype=np.uint32)[0])
@@ -222,6 +236,19 @@ def load_results(store, *, keys=None):
     """Load finished units of a store as ``{key: Dataset or DataTree}``.
 
     Files are opened fully into memory and closed.
+
+    Parameters
+    ----------
+    store : str or Path
+        Store folder of :func:`run_batch`; the units are read from ``store/units/*.nc``.
+    keys : container of str, optional
+        Load only these unit keys (keys without a file are ignored); default: all.
+
+    Returns
+    -------
+    dict
+        Unit key -> :class:`xarray.Dataset` (a file without groups) or
+        :class:`xarray.DataTree`, in sorted key order; empty when no unit is finished.
     """
     import xarray as xr
 

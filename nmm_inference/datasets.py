@@ -36,7 +36,29 @@ DEMO_SETTINGS = {
 
 
 def demo_hopf_time(settings=DEMO_SETTINGS, *, n_grid=2001):
-    """Time (s) at which the ramping circuit's fixed point loses stability."""
+    """Time (s) at which the ramping circuit's fixed point loses stability.
+
+    The gains are interpolated linearly on SPM's log scale between ``P_start["G"]`` and
+    ``P_end["G"]`` over the ramp (other fields at SPM's prior mean, no delays), and the
+    largest real part of the Jacobian's eigenvalues at the zero fixed point is followed
+    on a grid of the ramp.
+
+    Parameters
+    ----------
+    settings : mapping, optional
+        Demo settings (see :data:`DEMO_SETTINGS`); ``P_start``, ``P_end`` and ``ramp`` are
+        used.
+    n_grid : int, optional
+        Number of grid points over the ramp.
+
+    Returns
+    -------
+    float or None
+        Seconds from the start of the record (the frame of ``ramp``) of the first zero
+        crossing of the growth rate, interpolated linearly between grid points; the ramp's
+        start if the fixed point is unstable there already; ``None`` if it stays stable
+        over the whole ramp.
+    """
     from .cmc.equations import jacobian, neural_from_spm
 
     t0, t1 = settings["ramp"]
@@ -60,7 +82,29 @@ def demo_hopf_time(settings=DEMO_SETTINGS, *, n_grid=2001):
 
 
 def make_demo_recording(settings=DEMO_SETTINGS):
-    """Simulate the demo recording; returns an :class:`mne.io.RawArray`."""
+    """Simulate the demo recording; returns an :class:`mne.io.RawArray`.
+
+    Parameters
+    ----------
+    settings : mapping, optional
+        Demo settings with the keys of :data:`DEMO_SETTINGS`: ``P_start``, ``P_end``,
+        ``duration``, ``ramp``, ``sfreq``, ``noise_std`` and ``random_seed`` are passed to
+        :func:`~nmm_inference.cmc.ramp.simulate_gain_ramp`; ``lfp_scale`` converts model
+        units to volts.  The ramp must cross the Hopf point (:func:`demo_hopf_time` not
+        ``None``).
+
+    Returns
+    -------
+    mne.io.RawArray
+        One EEG-type channel ``"LFP"`` (sp voltage times ``lfp_scale``) at ``sfreq``, with a
+        ``"seizure"`` annotation from the Hopf time to the end and the generator, package
+        version, settings and Hopf time as JSON in ``raw.info["description"]``.
+
+    Raises
+    ------
+    ParameterError
+        For invalid simulation settings.
+    """
     import mne
 
     from ._version import __version__

@@ -671,11 +671,34 @@ def changepoint_two_filter(m, R, *, mu0, P0, Q, J, taus):
     the joint Gaussian of ``theta_{tau-1}`` and ``z = w + delta`` (``E[delta | z] =
     J (Q + J)^-1 z``).  One forward and one backward pass serve every candidate.
 
+    Parameters
+    ----------
+    m : array-like, shape (T, p)
+        Pseudo-observations.
+    R : array-like, shape (T, p, p)
+        Their covariances (positive definite: the backward filter inverts them).
+    mu0 : array-like, shape (p,)
+        Prior mean of the random walk at the first window.
+    P0 : array-like, shape (p, p)
+        Prior covariance of the random walk at the first window.
+    Q : array-like, shape (p, p)
+        Covariance of each random-walk step.
+    J : array-like, shape (p, p)
+        Prior covariance of the jump ``delta``; ``Q + J`` must be invertible.
+    taus : array-like of int, shape (K,)
+        Change indices (first window after the change), each ``>= 1``; ``tau >= T`` means
+        no change.
+
     Returns
     -------
     dict
         ``loglik``, ``delta_mean``, ``delta_cov`` as :func:`kalman_changepoint` (no-change
         entries, ``tau >= T``, have a zero jump with the prior covariance ``J``).
+
+    Raises
+    ------
+    ParameterError
+        If a change index is below 1.
     """
     m = np.asarray(m, float)
     R = np.asarray(R, float)

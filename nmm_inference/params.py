@@ -256,6 +256,23 @@ def canonical_spm(P: Mapping, n_sources: int | None = None) -> dict:
     right number of elements is accepted; for several sources the canonical shape is
     required (``A``: (4, n, n); ``G``: (n, 4); ``a``: (2, n); ...).
 
+    Parameters
+    ----------
+    P : mapping
+        SPM fields (a subset of :data:`SPM_FIELDS`) to SPM-scale values.  ``C``, ``R`` and
+        ``Lpos`` must be empty (no exogenous inputs).  Besides the canonical shapes, ``T`` may
+        be (n, 4) (source-specific time constants) and ``G`` may have 1 to 10 columns (the
+        gains freed in the order of :data:`G_FREE_INDEX`).
+    n_sources : int, optional
+        Number of sources; default: the rows of ``P["G"]`` when it is 2-D, else 1.
+
+    Returns
+    -------
+    dict
+        Every field of :data:`SPM_FIELDS` -> float ndarray (a copy of the input), fields
+        missing from ``P`` at SPM's prior mean with no extrinsic connections
+        (:func:`prior_mean_spm`).
+
     Raises
     ------
     ParameterError
@@ -305,7 +322,27 @@ def canonical_spm(P: Mapping, n_sources: int | None = None) -> dict:
 
 
 def prior_mean_spm(n_sources: int = 1, **connectivity) -> dict:
-    """SPM's prior mean ``pE`` as canonical arrays (see :func:`canonical_spm`)."""
+    """SPM's prior mean ``pE`` as canonical arrays (see :func:`canonical_spm`).
+
+    Parameters
+    ----------
+    n_sources : int, optional
+        Number of sources.
+    **connectivity
+        ``forward``, ``backward``, ``lateral`` connectivity of :func:`parameter_table`; they
+        decide which extrinsic strengths are on (prior mean 0) or off (-32).
+
+    Returns
+    -------
+    dict
+        Every field of :data:`SPM_FIELDS` -> float ndarray of its canonical shape, holding
+        the ``prior_mean`` of each :class:`ParamSpec` (zeros elsewhere).
+
+    Raises
+    ------
+    ParameterError
+        If ``n_sources`` is not a positive integer or a connectivity matrix is mis-shaped.
+    """
     n = _check_n(n_sources)
     out = {k: np.zeros(s) for k, s in _shapes(n).items()}
     for spec in parameter_table(n, **connectivity):
@@ -315,7 +352,30 @@ def prior_mean_spm(n_sources: int = 1, **connectivity) -> dict:
 
 def spm_to_named(P: Mapping, n_sources: int | None = None, *, free_only: bool = False,
                  **connectivity) -> dict:
-    """Convert an SPM parameter dict to ``{readable name: SPM-scale value}``."""
+    """Convert an SPM parameter dict to ``{readable name: SPM-scale value}``.
+
+    Parameters
+    ----------
+    P : mapping
+        SPM fields to SPM-scale values, as accepted by :func:`canonical_spm`.
+    n_sources : int, optional
+        Number of sources; default: inferred from ``P["G"]`` (see :func:`canonical_spm`).
+    free_only : bool, optional
+        Keep only the parameters with a non-zero prior variance (:attr:`ParamSpec.free`).
+    **connectivity
+        ``forward``, ``backward``, ``lateral`` connectivity of :func:`parameter_table`; it
+        decides which parameters are free.
+
+    Returns
+    -------
+    dict
+        Readable name -> float SPM-scale value, in the table's ``spm_vec`` order.
+
+    Raises
+    ------
+    ParameterError
+        As :func:`canonical_spm` and :func:`parameter_table`.
+    """
     Pc = canonical_spm(P, n_sources)
     n = Pc["G"].shape[0]
     out = {}
@@ -331,6 +391,23 @@ def named_to_spm(named: Mapping, n_sources: int = 1, *, base: Mapping | None = N
     """Convert ``{readable name: SPM-scale value}`` to canonical SPM arrays.
 
     Parameters not named take their value from ``base`` (default: SPM's prior mean).
+
+    Parameters
+    ----------
+    named : mapping
+        Readable name (see :func:`parameter_table`) -> SPM-scale value (a real scalar).
+    n_sources : int, optional
+        Number of sources.
+    base : mapping, optional
+        SPM fields giving the values of the parameters not named (passed through
+        :func:`canonical_spm`); default: :func:`prior_mean_spm` with ``connectivity``.
+    **connectivity
+        ``forward``, ``backward``, ``lateral`` connectivity of :func:`parameter_table`.
+
+    Returns
+    -------
+    dict
+        Every field of :data:`SPM_FIELDS` -> float ndarray of its canonical shape.
 
     Raises
     ------
@@ -356,7 +433,28 @@ def named_to_spm(named: Mapping, n_sources: int = 1, *, base: Mapping | None = N
 
 
 def to_physical(named: Mapping, n_sources: int = 1, **connectivity) -> dict:
-    """Map ``{name: SPM-scale value}`` to ``{name: physical value}`` (units in the table)."""
+    """Map ``{name: SPM-scale value}`` to ``{name: physical value}`` (units in the table).
+
+    Parameters
+    ----------
+    named : mapping
+        Readable name -> SPM-scale value (a real scalar).
+    n_sources : int, optional
+        Number of sources (fixes the valid names).
+    **connectivity
+        ``forward``, ``backward``, ``lateral`` connectivity of :func:`parameter_table`.
+
+    Returns
+    -------
+    dict
+        Name -> float physical value: ``default * exp(value)`` for ``"log"`` parameters, the
+        value itself for ``"linear"`` ones (:meth:`ParamSpec.physical`).
+
+    Raises
+    ------
+    ParameterError
+        For a name not in the table.
+    """
     table = {s.name: s for s in parameter_table(n_sources, **connectivity)}
     out = {}
     for name, value in named.items():

@@ -92,6 +92,27 @@ class Mode:
 class Reduction:
     """Result of :func:`reduce_cmc`: modes, cubic coefficients and everything built on them.
 
+    Normally built by :func:`reduce_cmc`, not directly.
+
+    Parameters
+    ----------
+    G : ndarray, shape (10,)
+        Intrinsic gains in 1/s, SPM order, already validated.
+    T : ndarray, shape (4,)
+        Time constants of ss, sp, ii, dp in seconds, already validated.
+    R : float
+        Sigmoid slope (1/mV).
+    U : ndarray, shape (4,)
+        Constant input to ss, sp, ii, dp, SPM units.
+    core : dict
+        Output of the internal ``core_reduction`` for these parameters: operating point
+        ``v``, eigenvalues ``lam``, voltage profiles ``nu``, left vectors ``mu``, cubic
+        coefficients ``g``, ``real_eigenvalues`` and the rate constants ``K``; with the
+        forward-mode tangents (``d_lam``, ``d_g``, ...) when gradients were requested.
+        Kept by reference, not copied.
+    settings : ValiditySettings
+        Thresholds of the validity guards.
+
     Attributes
     ----------
     G, T, R, U

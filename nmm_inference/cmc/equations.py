@@ -104,7 +104,29 @@ class CMCNeural:
 
 
 def neural_from_spm(P, n_sources: int | None = None) -> CMCNeural:
-    """Physical neural parameters from an SPM parameter dict (``spm_fx_cmc``'s mapping)."""
+    """Physical neural parameters from an SPM parameter dict (``spm_fx_cmc``'s mapping).
+
+    Parameters
+    ----------
+    P : mapping
+        SPM fields to SPM-scale values (see :func:`~nmm_inference.params.canonical_spm`);
+        missing fields take SPM's prior mean.
+    n_sources : int, optional
+        Number of sources; default: inferred from ``P["G"]``.
+
+    Returns
+    -------
+    CMCNeural
+        Gains ``G1..G10 * exp(P.G)`` for the free ones, time constants, sigmoid slope
+        ``2/3 exp(P.S)``, extrinsic strengths (divided by 5 for reciprocal pairs, as SPM;
+        zero for one source), ``M`` and the delays ``1 ms exp(P.D_ii)`` (intrinsic) and
+        ``8 ms exp(P.D_ij)`` (extrinsic).
+
+    Raises
+    ------
+    ParameterError
+        For invalid SPM fields (see :func:`~nmm_inference.params.canonical_spm`).
+    """
     Pc = canonical_spm(P, n_sources)
     n = Pc["G"].shape[0]
     G = np.tile(G_DEFAULT, (n, 1))
@@ -127,7 +149,22 @@ def neural_from_spm(P, n_sources: int | None = None) -> CMCNeural:
 
 
 def sigmoid(v, R):
-    """SPM's firing function ``S(v) = 1/(1+exp(-R v)) - 1/2`` and its first derivative."""
+    """SPM's firing function ``S(v) = 1/(1+exp(-R v)) - 1/2`` and its first derivative.
+
+    Parameters
+    ----------
+    v : array-like
+        Voltages (mV), any shape.
+    R : float
+        Sigmoid slope (1/mV).
+
+    Returns
+    -------
+    S : ndarray
+        ``S(v)``, same shape as ``v``, in (-1/2, 1/2).
+    dS : ndarray
+        ``dS/dv = R s (1 - s)`` with ``s = S(v) + 1/2``, same shape as ``v``.
+    """
     v = np.asarray(v, dtype=float)
     s = 0.5 * (1.0 + np.tanh(0.5 * R * v))
     return s - 0.5, R * s * (1.0 - s)
@@ -206,8 +243,27 @@ def fixed_point(nm: CMCNeural, *, drive=None, tol=1e-12, max_iter=100):
 
     With no drive x* = 0 exactly (S(0) = 0).
 
+    Parameters
+    ----------
+    nm : CMCNeural
+        Neural parameters.
+    drive : array-like, shape (n, 4), optional
+        Constant input to ss, sp, ii, dp of each source (SPM units); shape (4,) is accepted
+        for one source.
+    tol : float, optional
+        Relative tolerance on the damped Newton step of the voltages.
+    max_iter : int, optional
+        Maximum number of Newton iterations.
+
+    Returns
+    -------
+    ndarray, shape (8n,)
+        Fixed point in SPM state order; the currents are zero.
+
     Raises
     ------
+    ParameterError
+        If ``drive`` is mis-shaped or not finite.
     UnstableSystemError
         If Newton's method does not converge.
     """
@@ -258,7 +314,27 @@ def _coupling_jacobian(v, nm: CMCNeural):
 
 
 def jacobian(nm: CMCNeural, x=None):
-    """Analytic Jacobian df/dx (8n x 8n, SPM order) at state x (default: 0)."""
+    """Analytic Jacobian df/dx (8n x 8n, SPM order) at state x (default: 0).
+
+    Parameters
+    ----------
+    nm : CMCNeural
+        Neural parameters.
+    x : array-like, shape (8n,), optional
+        State in SPM order (only the voltages matter); default: the zero state, which is the
+        fixed point without drive.
+
+    Returns
+    -------
+    ndarray, shape (8n, 8n)
+        Jacobian of :func:`vector_field`, including the ``M`` modulation of sp
+        self-inhibition.
+
+    Raises
+    ------
+    ParameterError
+        If ``x`` has the wrong shape.
+    """
     n = nm.n_sources
     x = np.zeros(8 * n) if x is None else _check_state(x, n)
     v = x.reshape(8, n)[0::2].ravel()
@@ -278,7 +354,18 @@ def jacobian(nm: CMCNeural, x=None):
 
 
 def input_jacobian(nm: CMCNeural):
-    """df/du (8n x n): endogenous input enters ss current as 512/T_ss."""
+    """df/du (8n x n): endogenous input enters ss current as 512/T_ss.
+
+    Parameters
+    ----------
+    nm : CMCNeural
+        Neural parameters.
+
+    Returns
+    -------
+    ndarray, shape (8n, n)
+        Zero except at the ss current of each source: ``512 / T_ss`` (1/s).
+    """
     n = nm.n_sources
     B = np.zeros((8 * n, n))
     B[n + np.arange(n), np.arange(n)] = ENDOGENOUS_INPUT_GAIN / nm.T[:, 0]
@@ -286,7 +373,20 @@ def input_jacobian(nm: CMCNeural):
 
 
 def delay_matrix(nm: CMCNeural):
-    """SPM's delay matrix D (8n x 8n, seconds), with no delay on the dv/dt = c identities."""
+    """SPM's delay matrix D (8n x 8n, seconds), with no delay on the dv/dt = c identities.
+
+    Parameters
+    ----------
+    nm : CMCNeural
+        Neural parameters (``d_intrinsic``, ``d_extrinsic`` are used).
+
+    Returns
+    -------
+    ndarray, shape (8n, 8n)
+        ``D[i, j]``: delay (s) of state j's effect on state i, in SPM state order: the
+        intrinsic delay between different states of one source, the extrinsic delay between
+        sources, zero on the diagonal and on each ``dv/dt = c`` entry.
+    """
     n = nm.n_sources
     Di = np.kron(np.ones((8, 8)) - np.eye(8), np.diag(nm.d_intrinsic))
     De = np.kron(np.ones((8, 8)), nm.d_extrinsic * (1 - np.eye(n)))
@@ -306,6 +406,18 @@ def delayed_jacobian(J, D, *, tol=1e-13, max_iter=60):
     on this equation uses the Frechet derivative of ``expm`` in the eigenbasis of Jd, which
     splits the Newton system into one small linear solve per column.  It starts from SPM's
     first-order operator ``(I + D*J)^-1 J`` and converges quadratically.
+
+    Parameters
+    ----------
+    J : array-like, shape (N, N)
+        Undelayed Jacobian (e.g. :func:`jacobian`).
+    D : array-like, shape (N, N)
+        Delays in seconds (e.g. :func:`delay_matrix`); only entries where ``J != 0`` matter.
+    tol : float, optional
+        Convergence threshold on the largest residual entry, relative to
+        ``max(max|J|, 1)``.
+    max_iter : int, optional
+        Maximum number of Newton iterations.
 
     Returns
     -------

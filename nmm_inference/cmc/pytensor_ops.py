@@ -136,6 +136,35 @@ def cmc_spectrum(theta, hz, *, reject_growing: bool = False):
     """Symbolic spectrum of the one-source CMC (see :class:`CMCSpectrumOp`).
 
     Returns the spectrum (n_freqs,) and the maximal growth rate of the delayed Jacobian.
+
+    Parameters
+    ----------
+    theta : tensor-like, shape (25,)
+        Free parameters on SPM's scale, in the order of
+        :data:`nmm_inference.cmc.kernel.FREE_NAMES`; cast to float64.  Non-finite values
+        give a spectrum of ``+inf``.
+    hz : array-like, shape (n_freqs,)
+        Frequencies in Hz (a constant of the graph, checked by
+        :func:`~nmm_inference.cmc.spectra.check_freqs`).
+    reject_growing : bool, optional
+        Give a spectrum of ``+inf`` where the delayed Jacobian has a growing mode, instead
+        of SPM's eigenvalue conditioning (see :class:`CMCSpectrumOp`).
+
+    Returns
+    -------
+    y : TensorVariable, shape (n_freqs,)
+        Predicted LFP auto-spectrum (``spm_csd_mtf``); differentiable with respect to
+        ``theta``.
+    max_growth_rate : TensorVariable, scalar
+        Largest real part of the delayed Jacobian's eigenvalues (1/s); no gradient flows
+        through it.
+
+    Raises
+    ------
+    TypeError
+        If ``theta`` is not a vector.
+    ParameterError
+        If ``hz`` is not a valid frequency grid.
     """
     y, _, maxre = CMCSpectrumOp(hz, reject_growing)(theta)
     return y, maxre

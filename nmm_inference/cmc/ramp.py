@@ -25,7 +25,25 @@ __all__ = ["simulate_gain_ramp", "full_gains"]
 
 
 def full_gains(P) -> np.ndarray:
-    """The ten physical gains G1..G10 (1/s) of a one-source SPM parameter dict."""
+    """The ten physical gains G1..G10 (1/s) of a one-source SPM parameter dict.
+
+    Parameters
+    ----------
+    P : mapping
+        SPM fields of one source (see :func:`~nmm_inference.params.canonical_spm`); the
+        ``k`` entries of ``P["G"]`` (1 to 10) are log-multipliers of the gains
+        ``G_FREE_INDEX[:k]`` (:data:`~nmm_inference.params.G_FREE_INDEX`).
+
+    Returns
+    -------
+    ndarray, shape (10,)
+        ``G_DEFAULT`` with the freed gains multiplied by ``exp(P.G)``, in 1/s.
+
+    Raises
+    ------
+    ParameterError
+        For invalid SPM fields.
+    """
     Pc = canonical_spm(P, 1)
     G = G_DEFAULT.copy()
     k = Pc["G"].shape[1]

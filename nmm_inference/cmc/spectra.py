@@ -34,7 +34,23 @@ __all__ = [
 
 
 def check_freqs(hz):
-    """Validate a frequency vector (Hz): 1-D, finite, strictly positive."""
+    """Validate a frequency vector (Hz): 1-D, finite, strictly positive.
+
+    Parameters
+    ----------
+    hz : array-like
+        Frequencies in Hz.
+
+    Returns
+    -------
+    ndarray, shape (nf,)
+        ``hz`` as a float array.
+
+    Raises
+    ------
+    ParameterError
+        If ``hz`` is not a non-empty 1-D array of finite, positive values.
+    """
     hz = np.asarray(hz, dtype=float)
     if hz.ndim != 1 or hz.size == 0:
         raise ParameterError(f"frequencies must be a non-empty 1-D array, got shape {hz.shape}")
@@ -51,6 +67,19 @@ def condition_eigenvalues(s, max_hz):
     For ``max(Hz) > 1``: ``Re s -> Re s - exp(Re s)``, which leaves stable modes unchanged
     (to exp(Re s)) and pushes growing modes far into the left half-plane.  Otherwise
     ``Re s -> min(Re s, -1/32)``.
+
+    Parameters
+    ----------
+    s : array-like
+        Eigenvalues (1/s), any shape; cast to complex.
+    max_hz : float
+        Highest frequency of the grid (Hz); selects the rule.
+
+    Returns
+    -------
+    ndarray
+        Conditioned eigenvalues, same shape as ``s``; imaginary parts unchanged.  ``exp(Re
+        s)`` is evaluated with ``Re s`` capped at 700 to avoid overflow.
     """
     s = np.asarray(s, dtype=complex)
     if max_hz > 1:
@@ -61,7 +90,19 @@ def condition_eigenvalues(s, max_hz):
 
 
 def dct_basis(nf):
-    """Columns 2..5 of SPM's ``spm_dctmtx(nf, 5)``, shape (nf, 4)."""
+    """Columns 2..5 of SPM's ``spm_dctmtx(nf, 5)``, shape (nf, 4).
+
+    Parameters
+    ----------
+    nf : int
+        Number of frequencies.
+
+    Returns
+    -------
+    ndarray, shape (nf, 4)
+        ``sqrt(2/nf) cos(pi (2k+1) m / (2 nf))`` for rows ``k = 0..nf-1`` and ``m = 1..4``
+        (the constant column 1 of ``spm_dctmtx`` is left out).
+    """
     k = np.arange(nf)[:, None]
     m = np.arange(1, 5)[None, :]
     return np.sqrt(2.0 / nf) * np.cos(np.pi * (2 * k + 1) * m / (2 * nf))
@@ -72,6 +113,28 @@ def noise_spectra(Pc, hz):
 
     ``spm_csd_mtf_gu``: ``Gu = exp(a1) f^-exp(a2) exp(X d)``, ``Gn = exp(b1 - 2) f^-exp(b2)``,
     ``Gs_i = exp(c1_i - 2) f^-exp(c2_1)`` (channel 1's exponent for every channel, as SPM).
+
+    Parameters
+    ----------
+    Pc : dict
+        Canonical SPM parameters (:func:`~nmm_inference.params.canonical_spm`); the fields
+        ``a`` (2, n), ``b`` (2, 1), ``c`` (2, nc) and ``d`` (4, n) are used.
+    hz : array-like, shape (nf,)
+        Frequencies in Hz.
+
+    Returns
+    -------
+    Gu : ndarray, shape (nf, n)
+        Spectrum of the neural innovations of each source.
+    Gs : ndarray, shape (nf, nc)
+        Channel-specific noise spectra.
+    Gn : ndarray, shape (nf,)
+        Spectrum of the noise common to all channels.
+
+    Raises
+    ------
+    ParameterError
+        If ``hz`` is invalid (:func:`check_freqs`).
     """
     hz = check_freqs(hz)
     a, b, c, d = Pc["a"], Pc["b"], Pc["c"], Pc["d"]
@@ -84,7 +147,30 @@ def noise_spectra(Pc, hz):
 
 @dataclass(frozen=True)
 class CSDPrediction:
-    """Everything ``spm_csd_mtf`` computes on the way to the predicted CSD."""
+    """Everything ``spm_csd_mtf`` computes on the way to the predicted CSD.
+
+    Returned by :func:`predict_csd_full`.  When the delay operator did not converge
+    (``delay_converged`` False), ``csd`` is ``+inf``, ``transfer`` and both eigenvalue
+    arrays are NaN and ``jacobian`` is the last iterate.
+
+    Attributes
+    ----------
+    hz : ndarray, shape (nf,)
+        Frequencies in Hz.
+    csd : ndarray, shape (nf, nc, nc), complex
+        The full predicted cross-spectral density: neural part, common and
+        channel-specific noise, times the spectral filter.
+    transfer : ndarray, shape (nf, nc, n), complex
+        Transfer function from the endogenous input of each source to each channel.
+    eigenvalues : ndarray, shape (8n,), complex
+        Raw eigenvalues of the Jacobian used (1/s).
+    eigenvalues_conditioned : ndarray, shape (8n,), complex
+        The same after :func:`condition_eigenvalues`.
+    jacobian : ndarray, shape (8n, 8n)
+        The Jacobian used: the delayed one when delays are on.
+    delay_converged : bool
+        Whether the delayed-Jacobian iteration converged (True when delays are off).
+    """
 
     hz: np.ndarray
     csd: np.ndarray              # (nf, nc, nc) complex, the full prediction
@@ -106,6 +192,34 @@ def transfer_function(Jd, B, C, hz):
     ``H(f) = sum_k (C v)_k (v^-1 B)_k / (i 2 pi f - s_k)`` for eigenpairs (s_k, v_k) of Jd.
 
     Returns ``H`` (nf, nc, nu), raw and conditioned eigenvalues.
+
+    Parameters
+    ----------
+    Jd : array-like, shape (N, N)
+        (Delayed) Jacobian of the states (1/s).
+    B : array-like, shape (N, nu)
+        Input Jacobian (states x inputs).
+    C : array-like, shape (nc, N)
+        Observation matrix (channels x states).
+    hz : array-like, shape (nf,)
+        Frequencies in Hz; ``max(hz)`` selects the conditioning rule.
+
+    Returns
+    -------
+    H : ndarray, shape (nf, nc, nu), complex
+        Transfer function, with the conditioned eigenvalues in the denominators (terms with
+        a non-finite ``1 / (i 2 pi f - s_k)`` are dropped).
+    s : ndarray, shape (N,), complex
+        Raw eigenvalues of ``Jd``.
+    sc : ndarray, shape (N,), complex
+        Conditioned eigenvalues (:func:`condition_eigenvalues`).
+
+    Raises
+    ------
+    ParameterError
+        If ``hz`` is invalid (:func:`check_freqs`).
+    numpy.linalg.LinAlgError
+        If the eigenvector matrix of ``Jd`` is singular.
     """
     hz = check_freqs(hz)
     s, V = np.linalg.eig(Jd)
@@ -138,6 +252,9 @@ def predict_csd_full(P, hz, *, delays=True, n_sources=None, observation="channel
         Frequencies in Hz.
     delays : bool
         Apply SPM's delay operator (SPM's default).  ``False`` reproduces ``M.D = 1``.
+    n_sources : int, optional
+        Number of sources; default: inferred from ``P["G"]`` (see
+        :func:`~nmm_inference.params.canonical_spm`).
     observation : {"channels", "sources"}
         ``"channels"``: the LFP channels with channel noise (``spm_csd_mtf``'s ``Hc``);
         ``"sources"``: SPM's source-space prediction ``Hs`` (L = 1, channel noise off by

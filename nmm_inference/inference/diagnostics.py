@@ -43,12 +43,35 @@ def convergence_summary(posterior, *, n_divergent=0, sampler="nutpie", var_names
                         rhat_max=RHAT_MAX, ess_per_chain=ESS_PER_CHAIN):
     """R-hat, ESS and divergences of a posterior ``xarray.Dataset`` (dims chain, draw).
 
+    A fit is converged when R-hat <= ``rhat_max`` and bulk and tail ESS >=
+    ``ess_per_chain * n_chains`` for every variable, there are at least two chains and
+    there are no divergences; divergences alone, in at most 0.1 % of the draws, do not
+    make it unconverged (they are still listed in ``problems``).
+
+    Parameters
+    ----------
+    posterior : xarray.Dataset
+        Posterior draws with dims ``chain`` and ``draw``.
+    n_divergent : int, optional
+        Number of divergent transitions of the run.
+    sampler : str, optional
+        Name of the sampler; for ``"laplace"`` (independent draws) nothing is computed and
+        the fit counts as converged, with NaN diagnostics.  For ``"nutpie"`` and ``"pymc"``
+        the advice includes the mode search.
+    var_names : sequence of str, optional
+        Variables of ``posterior`` to check (default: all).
+    rhat_max : float, optional
+        Largest acceptable R-hat.
+    ess_per_chain : float, optional
+        Smallest acceptable bulk and tail ESS per chain.
+
     Returns
     -------
     dict
         ``r_hat_max``, ``ess_bulk_min``, ``ess_tail_min`` (with the parameter names that
         attain them), ``n_divergent``, ``converged`` (bool), ``problems`` (list of str) and
-        ``advice`` (str).
+        ``advice`` (str).  Also ``sampler`` and ``ess_min_required``; the ``*_param`` names
+        and ``ess_min_required`` are absent for ``sampler="laplace"``.
     """
     import arviz as az
 
@@ -107,7 +130,24 @@ def convergence_summary(posterior, *, n_divergent=0, sampler="nutpie", var_names
 
 
 def warn_convergence(summary, *, stacklevel=3):
-    """Emit a ConvergenceWarning for an unconverged fit (and log the diagnostics)."""
+    """Emit a ConvergenceWarning for an unconverged fit (and log the diagnostics).
+
+    The diagnostics are logged at INFO level; the problems of a fit counted as converged
+    (e.g. rare divergences) are logged at WARNING level instead of warned about.
+
+    Parameters
+    ----------
+    summary : dict
+        Output of :func:`convergence_summary` (``converged``, ``problems`` and ``advice`` are
+        required).
+    stacklevel : int, optional
+        Passed to :func:`warnings.warn`, so that the warning points at the user's call.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If ``summary["converged"]`` is false, with the problems and the advice.
+    """
     logger.info("diagnostics: R-hat max %.4f, bulk ESS min %.0f, tail ESS min %.0f, %d divergent",
                 summary.get("r_hat_max", np.nan), summary.get("ess_bulk_min", np.nan),
                 summary.get("ess_tail_min", np.nan), summary.get("n_divergent", 0))
@@ -138,12 +178,19 @@ def bridge_log_evidence(buf, Z, *, n_ref=None, random_seed=None, max_iter=1000, 
         Draws from ``pi`` (the sampler's warped coordinates).
     n_ref : int | None
         Number of standard-normal reference draws (default: as many as posterior draws).
+    random_seed : int or numpy.random.Generator, optional
+        Seed of the reference draws.
+    max_iter : int, optional
+        Maximum number of iterations of the Meng-Wong fixed-point equation.
+    tol : float, optional
+        Absolute tolerance on the change of the log ratio between iterations.
 
     Returns
     -------
     (float, float)
         Log evidence and its Monte Carlo standard error (from the spread of the per-chain
-        estimates), in the frame of the packed data.
+        estimates), in the frame of the packed data.  The standard error is NaN for a
+        single chain.
     """
     from scipy.special import logsumexp
 

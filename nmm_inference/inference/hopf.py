@@ -187,6 +187,9 @@ def leading_line(P, noise_std, *, _nm=None):
     noise_std : float
         Amplitude ``sigma_u`` of the white endogenous input (enters the spiny stellate cells
         as ``512 u``; :func:`nmm_inference.cmc.simulate.simulate_cmc` convention).
+    _nm : CMCNeural, optional
+        Internal: the neural parameters of ``P`` when the caller has built them already;
+        ``P`` is then not read.
 
     Returns
     -------

@@ -72,6 +72,26 @@ def laplace_covariance(problem, phi, *, min_eig=0.05):
     The Hessian is taken in prior-whitened coordinates; eigenvalues of the negative
     Hessian below ``min_eig`` (i.e. posterior SDs above ``1/sqrt(min_eig)`` prior SDs) are
     clipped, and ``ok`` is False if any was not positive.
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The inversion; its ``logp`` gradient and prior ``scale`` are used.
+    phi : ndarray, shape (d,)
+        Point in sampler coordinates (normally a posterior maximum).
+    min_eig : float, optional
+        Smallest eigenvalue kept of the negative Hessian in prior-whitened coordinates.
+
+    Returns
+    -------
+    cov : ndarray, shape (d, d)
+        Laplace covariance in sampler coordinates; the prior's diagonal covariance
+        (``diag(scale**2)``) if the Hessian has non-finite entries.
+    chol : ndarray, shape (d, d)
+        Lower Cholesky factor of ``cov``.
+    ok : bool
+        True when the negative Hessian was positive definite (finite, no eigenvalue
+        ``<= 0``).
     """
     c = problem.scale
     d = phi.size
@@ -96,7 +116,18 @@ def laplace_covariance(problem, phi, *, min_eig=0.05):
 
 
 def mode_weights(modes):
-    """Normalise the Laplace evidences of ``modes`` into weights (in place)."""
+    """Normalise the Laplace evidences of ``modes`` into weights (in place).
+
+    Parameters
+    ----------
+    modes : list of Mode
+        Modes with finite ``log_evidence`` (at least one); their ``weight`` is overwritten.
+
+    Returns
+    -------
+    list of Mode
+        The same list, with ``weight`` proportional to ``exp(log_evidence)`` and summing to 1.
+    """
     le = np.array([m.log_evidence for m in modes])
     w = np.exp(le - le.max())
     w /= w.sum()
@@ -129,11 +160,23 @@ def find_modes(problem, *, n_starts=32, random_seed=None, max_delta=25.0, barrie
     barrier : float
         Two optima are one mode if the segment between them never drops more than this
         below the lower one.
+    maxiter : int
+        Maximum L-BFGS-B iterations per start.
 
     Returns
     -------
     list of Mode
         Sorted by Laplace evidence, weights normalised.
+
+    Raises
+    ------
+    RuntimeError
+        If no start reaches a finite posterior density.
+
+    Warns
+    -----
+    ConvergenceWarning
+        For a mode whose Hessian is not negative definite (its covariance is regularised).
     """
     from scipy.optimize import minimize
     from threadpoolctl import threadpool_limits
@@ -209,6 +252,36 @@ def find_components(problem, variants=None, *, n_starts=32, random_seed=None, ma
     separately, and all of them are weighted by the Laplace evidence of the *full* posterior
     (``problem``) at their centre with their covariance.  Correctness of the warped sampler
     does not depend on these choices; only its efficiency does.
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The full posterior; it weights every mode and component.
+    variants : sequence of Problem, optional
+        Sub-models searched for modes instead of ``problem`` (a variant in which no start
+        reaches a finite density is skipped).  Default: ``[problem]``.
+    n_starts : int, optional
+        Starts per searched problem (see :func:`find_modes`).
+    random_seed : int, numpy.random.Generator or None, optional
+        Seed of the starts; one generator is shared by all variants.
+    max_delta : float, optional
+        See :func:`find_modes`.
+    ridge : sequence of str, optional
+        Parameters along which :func:`ridge_components` adds profile points (empty: none).
+
+    Returns
+    -------
+    modes : list of Mode
+        The local maxima of all searched problems, sorted by Laplace evidence under
+        ``problem``, weights normalised over the modes.
+    components : list of Mode
+        Copies of the modes plus the ridge points (``n_hits`` 0), sorted by Laplace
+        evidence, weights normalised over all of them.
+
+    Raises
+    ------
+    RuntimeError
+        If no mode with a finite Laplace evidence is found.
     """
     rng = np.random.default_rng(random_seed)
     modes, comps = [], []
@@ -256,6 +329,27 @@ def ridge_components(problem, modes, names=("contrib_ss",), *, steps=(-6.0, -3.0
     skewed tails (the LFP contributions trade off against the gain and time constants) so
     that the warped density stays close to a standard normal.  Points more than
     ``max_drop`` log-units below the mode are not used.
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The inversion.
+    modes : list of Mode
+        Modes sorted by evidence; only the first (best) is used.  Empty: no components.
+    names : sequence of str, optional
+        Parameters to step along; names not among the problem's free parameters are
+        skipped.
+    steps : sequence of float, optional
+        Offsets of the held parameter, in Laplace SDs of the best mode.
+    max_drop : float, optional
+        Largest drop (log-units) of the profile maximum below the best mode's log density.
+
+    Returns
+    -------
+    list of Mode
+        One component per accepted (parameter, step), with the best mode's covariance and
+        Cholesky factor, its Laplace log evidence at the profile point, ``n_hits = 0`` and
+        unnormalised weight 1.
     """
     from scipy.optimize import minimize
     from threadpoolctl import threadpool_limits

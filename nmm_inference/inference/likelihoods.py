@@ -43,6 +43,24 @@ SPM_LOG_PRECISION_PRIOR = (8.0, 1.0 / 128.0)
 def check_spectrum(hz, y, dof=None, *, name="y"):
     """Validate a one-channel spectrum; return float arrays ``(hz, y, dof)``.
 
+    Parameters
+    ----------
+    hz : array-like, shape (n_freqs,)
+        Frequencies in Hz: at least 2, finite, positive, strictly increasing.
+    y : array-like, shape (n_freqs,)
+        Power spectrum: finite and positive.
+    dof : float or array-like, shape (n_freqs,), optional
+        Equivalent degrees of freedom per bin (a scalar is broadcast): finite and positive.
+    name : str, optional
+        Name of ``y`` in the error messages.
+
+    Returns
+    -------
+    hz, y : ndarray, shape (n_freqs,)
+        The inputs as float arrays (not copied when they are already float arrays).
+    dof : ndarray, shape (n_freqs,), or None
+        ``None`` when not given.
+
     Raises
     ------
     DataError
@@ -86,6 +104,19 @@ def spm_csd2ccf(y, hz):
     mirrored with a zero at 0 Hz, inverse-FFT'd and scaled by ``hz[-1]``.  Returns the
     autocovariance at lags ``(-N..N) / (2 hz[-1])`` s, ``N = round(hz[-1] / dw)``.
     Matches SPM's stored outputs to 2e-13 relative (golden ``extra_scaling_and_precision``).
+
+    Parameters
+    ----------
+    y : array-like, shape (n_freqs,)
+        Auto-spectrum at ``hz``.
+    hz : array-like, shape (n_freqs,)
+        Frequencies in Hz, on a grid of multiples of the step ``dw = hz[1] - hz[0]``
+        (``hz / dw`` rounds to distinct integers >= 1).
+
+    Returns
+    -------
+    ndarray, shape (2N + 1,)
+        Real autocovariance, lag 0 at index ``N``.
     """
     hz = np.asarray(hz, float)
     y = np.asarray(y, float)
@@ -98,7 +129,25 @@ def spm_csd2ccf(y, hz):
 
 
 def spm_scale_factor(y, hz):
-    """SPM's data scaling ``k = 8 / max(ccf)`` (``spm_dcm_csd``); SPM fits ``k * y``."""
+    """SPM's data scaling ``k = 8 / max(ccf)`` (``spm_dcm_csd``); SPM fits ``k * y``.
+
+    Parameters
+    ----------
+    y : array-like, shape (n_freqs,)
+        Auto-spectrum at ``hz``.
+    hz : array-like, shape (n_freqs,)
+        Frequencies in Hz (see :func:`spm_csd2ccf`).
+
+    Returns
+    -------
+    float
+        The scale factor ``k``, from the maximum of :func:`spm_csd2ccf`.
+
+    Raises
+    ------
+    DataError
+        If the autocovariance has no finite positive maximum.
+    """
     ccf = spm_csd2ccf(y, hz)
     m = float(np.max(ccf))
     if not np.isfinite(m) or m <= 0:
@@ -107,14 +156,40 @@ def spm_scale_factor(y, hz):
 
 
 def spm_precision(y):
-    """SPM's noise precision ``Q_f = 1 / (y_f**2 + max(y**2) / 32)`` for one channel."""
+    """SPM's noise precision ``Q_f = 1 / (y_f**2 + max(y**2) / 32)`` for one channel.
+
+    Parameters
+    ----------
+    y : array-like, shape (n_freqs,)
+        Auto-spectrum (as fitted, i.e. after SPM's scaling).
+
+    Returns
+    -------
+    ndarray, shape (n_freqs,)
+        Precision weights ``Q_f`` (the diagonal of ``Q``), in units of ``1 / y**2``.
+    """
     y = np.asarray(y, float)
     y2 = y * y
     return 1.0 / (y2 + y2.max() / 32.0)
 
 
 def whittle_gamma_logpdf(y, S, dof):
-    """Per-bin log density of ``y ~ Gamma(dof/2, rate = dof / (2 S))``."""
+    """Per-bin log density of ``y ~ Gamma(dof/2, rate = dof / (2 S))``.
+
+    Parameters
+    ----------
+    y : array-like
+        Observed spectrum (positive).
+    S : array-like
+        Model spectrum, the mean of ``y`` (positive); broadcast with ``y``.
+    dof : float or array-like
+        Equivalent degrees of freedom per bin; broadcast with ``y``.
+
+    Returns
+    -------
+    ndarray
+        Log density of each bin (broadcast shape of the inputs).
+    """
     a = 0.5 * np.asarray(dof, float)
     y = np.asarray(y, float)
     S = np.asarray(S, float)
@@ -126,6 +201,21 @@ def whittle_gamma_marginal_loglik(y, S0, dof):
 
     ``int prod_f Gamma(y_f | a_f, a_f e^{-s} / S0_f) ds`` in closed form
     (see :mod:`nmm_inference.inference._target`).
+
+    Parameters
+    ----------
+    y : array-like, shape (n_freqs,)
+        Observed spectrum (positive).
+    S0 : array-like, shape (n_freqs,)
+        Model spectrum up to the overall scale ``e^s`` (positive).
+    dof : float or array-like, shape (n_freqs,)
+        Equivalent degrees of freedom per bin (a scalar applies to every bin).
+
+    Returns
+    -------
+    float
+        Log marginal likelihood, summed over bins; it does not change when ``S0`` is
+        multiplied by a constant.
     """
     a = 0.5 * np.asarray(dof, float) * np.ones_like(np.asarray(y, float))
     y = np.asarray(y, float)
@@ -172,7 +262,24 @@ def complex_wishart_logpdf(C, Sigma, m):
 
 
 def spm_gaussian_logpdf(y, S, q, h):
-    """Per-bin log density of SPM's Gaussian, precision ``exp(h) * q``."""
+    """Per-bin log density of SPM's Gaussian, precision ``exp(h) * q``.
+
+    Parameters
+    ----------
+    y : array-like
+        Observed (scaled) spectrum.
+    S : array-like
+        Model spectrum (the mean); broadcast with ``y``.
+    q : array-like
+        Precision weights (e.g. :func:`spm_precision`); broadcast with ``y``.
+    h : float or array-like
+        Log-precision hyperparameter (prior :data:`SPM_LOG_PRECISION_PRIOR`).
+
+    Returns
+    -------
+    ndarray
+        ``log N(y | S, 1 / (exp(h) q))`` of each bin (broadcast shape of the inputs).
+    """
     prec = np.exp(h) * np.asarray(q, float)
     r = np.asarray(y, float) - np.asarray(S, float)
     return 0.5 * np.log(prec / (2 * np.pi)) - 0.5 * prec * r * r

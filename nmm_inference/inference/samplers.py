@@ -40,7 +40,36 @@ SAMPLERS = ("nutpie", "pymc", "smc", "laplace")
 
 @dataclass
 class SamplerResult:
-    """Draws in sampler coordinates plus sampler statistics."""
+    """Draws in sampler coordinates plus sampler statistics.
+
+    Attributes
+    ----------
+    sampler : str
+        Which sampler made the draws, one of :data:`SAMPLERS`.
+    phi : ndarray, shape (chains, draws, d)
+        Draws in sampler coordinates (the problem's free parameters).
+    stats : dict
+        Statistic name -> ndarray (chains, draws): NUTS statistics under ArviZ's names
+        (``diverging``, ``tree_depth``, ``step_size``, ...) for ``"nutpie"`` and ``"pymc"``,
+        the log posterior ``lp`` for ``"laplace"``, empty for ``"smc"``.
+    mode : ndarray of int, shape (chains, draws), optional
+        Index of the component each draw was assigned to: the kept warp component for the
+        NUTS samplers, the kept mode for ``"laplace"``; ``None`` for ``"smc"``.
+    mode_probs : ndarray, shape (chains, draws, K), optional
+        Conditional probabilities of the ``K`` kept warp components for each draw (NUTS
+        samplers only).
+    z : ndarray, shape (chains, draws, d), optional
+        The draws in warped coordinates (NUTS samplers only).
+    log_evidence : float, optional
+        Log evidence in the problem's internal (scaled) frame, where the sampler estimates
+        it (``"smc"``, ``"laplace"``); ``None`` otherwise.
+    log_evidence_se : float, optional
+        Monte Carlo standard error of ``log_evidence`` (``"smc"`` only).
+    info : dict
+        Sampler-specific settings and diagnostics (e.g. ``pareto_k`` for ``"laplace"``).
+    wall_s : float
+        Wall-clock seconds of the sampling itself (0 for ``"laplace"``).
+    """
 
     sampler: str
     phi: np.ndarray                      # (chains, draws, d)
@@ -60,7 +89,31 @@ MIN_TILE_WEIGHT = 0.01
 
 def warp_setup(problem, modes, *, min_mode_weight=1e-3, min_tile_weight=MIN_TILE_WEIGHT):
     """Warp components: the modes with weight >= ``min_mode_weight`` and the ridge tiles
-    (``n_hits == 0``) with weight >= ``min_tile_weight``; return ``(buf, kept, dropped)``."""
+    (``n_hits == 0``) with weight >= ``min_tile_weight``; return ``(buf, kept, dropped)``.
+
+    If no component passes, the first one is kept.
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The inversion (its ``d`` free parameters, log posterior and warp buffer).
+    modes : list of Mode
+        Warp components (modes and ridge tiles, with normalised weights), best first
+        (:func:`~nmm_inference.inference.laplace.find_components`); at least one.
+    min_mode_weight : float, optional
+        Smallest weight of a mode (``n_hits > 0``) that is kept.
+    min_tile_weight : float, optional
+        Smallest weight of a ridge tile that is kept.
+
+    Returns
+    -------
+    buf : ndarray
+        Packed warped target for the numba functions of
+        :mod:`nmm_inference.inference._target`: the kept components' centres, Cholesky
+        factors and Laplace log evidences (shifted so that the largest is 0).
+    kept, dropped : list of Mode
+        The components used and those left out.
+    """
     kept = [m for m in modes
             if m.weight >= (min_mode_weight if m.n_hits > 0 else min_tile_weight)] or [modes[0]]
     dropped = [m for m in modes if m not in kept]
@@ -145,6 +198,42 @@ def sample_nutpie(problem, modes, *, draws=1000, tune=1000, chains=4, random_see
 
     ``modes`` are the warp components (modes and ridge tiles,
     :func:`~nmm_inference.inference.laplace.find_components`).
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The inversion (its ``d`` free parameters, log posterior and warp buffer).
+    modes : list of Mode
+        Warp components, best first (see :func:`warp_setup`).
+    draws, tune : int, optional
+        Kept and warm-up iterations per chain.
+    chains : int, optional
+        Number of chains.
+    random_seed : int, numpy.random.Generator or None, optional
+        Seeds nutpie and the assignment of draws to components.
+    target_accept : float, optional
+        NUTS step-size adaptation target.
+    adaptation : str, optional
+        nutpie's mass-matrix adaptation (``"diag"``, ``"low_rank"``, ...).
+    min_mode_weight : float, optional
+        Smallest weight of a mode kept in the warp (see :func:`warp_setup`).
+    cores : int, optional
+        Chains run in parallel (nutpie's default when ``None``).
+    progressbar : bool, optional
+        Show nutpie's progress bar.
+    **nutpie_kwargs
+        Passed to :func:`nutpie.sample`.
+
+    Returns
+    -------
+    result : SamplerResult
+        Draws, NUTS statistics, component assignments and the warped draws ``z``; ``info``
+        names the nutpie model used (``"cfunc"``, or ``"pyfunc"`` when nutpie's internal
+        C-callback model is unavailable).
+    buf : ndarray
+        The packed warped target (see :func:`warp_setup`).
+    kept, dropped : list of Mode
+        Warp components used and left out.
     """
     rng = np.random.default_rng(random_seed)
     buf, kept, dropped = warp_setup(problem, modes, min_mode_weight=min_mode_weight)
@@ -173,7 +262,42 @@ def sample_nutpie(problem, modes, *, draws=1000, tune=1000, chains=4, random_see
 def sample_pymc(problem, modes, *, draws=1000, tune=1000, chains=4, random_seed=None,
                 target_accept=0.8, min_mode_weight=1e-3, cores=None, progressbar=False,
                 **sample_kwargs):
-    """PyMC's NUTS on the warped posterior (same target as :func:`sample_nutpie`)."""
+    """PyMC's NUTS on the warped posterior (same target as :func:`sample_nutpie`).
+
+    Chains start from normal draws (standard deviation 0.5) in warped coordinates.
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The inversion (its ``d`` free parameters, log posterior and warp buffer).
+    modes : list of Mode
+        Warp components, best first (see :func:`warp_setup`).
+    draws, tune : int, optional
+        Kept and warm-up iterations per chain.
+    chains : int, optional
+        Number of chains.
+    random_seed : int, numpy.random.Generator or None, optional
+        Seeds the chains, their initial points and the assignment of draws to components.
+    target_accept : float, optional
+        NUTS step-size adaptation target.
+    min_mode_weight : float, optional
+        Smallest weight of a mode kept in the warp (see :func:`warp_setup`).
+    cores : int, optional
+        Processes for the chains; default ``min(chains, 2)``.
+    progressbar : bool, optional
+        Show PyMC's progress bar.
+    **sample_kwargs
+        Passed to :func:`pymc.sample`.
+
+    Returns
+    -------
+    result : SamplerResult
+        Draws, NUTS statistics, component assignments and the warped draws ``z``.
+    buf : ndarray
+        The packed warped target (see :func:`warp_setup`).
+    kept, dropped : list of Mode
+        Warp components used and left out.
+    """
     import pymc as pm
 
     from ._ops import WarpLogpOp
@@ -210,7 +334,36 @@ def sample_pymc(problem, modes, *, draws=1000, tune=1000, chains=4, random_seed=
 
 def sample_smc(problem, pymc_model, *, draws=1000, chains=4, random_seed=None, cores=None,
                progressbar=False, **smc_kwargs):
-    """``pymc.sample_smc`` on the explicit model; returns draws and the log evidence."""
+    """``pymc.sample_smc`` on the explicit model; returns draws and the log evidence.
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The inversion (its ``d`` free parameters, log posterior and warp buffer).
+    pymc_model : pymc.Model
+        The explicit model, with one variable named like each of ``problem.names``.
+    draws : int, optional
+        Particles per chain.
+    chains : int, optional
+        Number of independent SMC runs.
+    random_seed : int, numpy.random.Generator or None, optional
+        Passed to :func:`pymc.sample_smc`.
+    cores : int, optional
+        Processes for the chains; default ``min(chains, 2)``.
+    progressbar : bool, optional
+        Show PyMC's progress bar.
+    **smc_kwargs
+        Passed to :func:`pymc.sample_smc`.
+
+    Returns
+    -------
+    SamplerResult
+        ``phi`` (chains, draws, d) in the order of ``problem.names``, with ``log|L|`` in the
+        LFP-gain column; ``log_evidence``: log of the mean over chains of each chain's
+        final SMC estimate of the marginal likelihood, ``log_evidence_se``: their standard
+        deviation over ``sqrt(chains)`` (NaN for one chain); ``info`` holds the per-chain
+        estimates.
+    """
     import pymc as pm
 
     t0 = time.perf_counter()
@@ -259,6 +412,29 @@ def sample_laplace(problem, modes, *, draws=1000, chains=4, random_seed=None,
     The quality of the approximation is reported as the Pareto k of the importance ratios
     ``p / q`` (``info["pareto_k"]``; above 0.7 the Gaussian mixture is not a good
     description of the posterior).
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The inversion (its ``d`` free parameters, log posterior and warp buffer).
+    modes : list of Mode
+        Posterior modes with normalised Laplace weights, best first.
+    draws : int, optional
+        Draws per chain.
+    chains : int, optional
+        Number of chains (the draws are independent; chains only shape the output).
+    random_seed : int, numpy.random.Generator or None, optional
+        Seed of the draws.
+    min_mode_weight : float, optional
+        Smallest weight of a mode kept (at least 1e-12; the best mode is kept if none
+        passes); the kept weights are renormalised.
+
+    Returns
+    -------
+    SamplerResult
+        Draws, their log posterior (``stats["lp"]``), the mode of each draw, the
+        importance-sampling estimate of the log evidence (internal frame) and
+        ``info["pareto_k"]`` (NaN if it could not be computed).
     """
     from arviz_stats.base import array_stats
 
