@@ -41,9 +41,7 @@ KNOWN_OFFENDERS: set[str] = {
     'nmm_inference.group_joint:build_joint_model',
     'nmm_inference.switching.bursts:match_switches',
     'nmm_inference.switching.bursts:summarize_samples',
-    'nmm_inference.switching.hmm:stationary_distribution',
     'nmm_inference.switching.mechanism:mechanism_layout',
-    'nmm_inference.switching.pytensor_ops:hmm_logp',
     'nmm_inference.switching.pytensor_ops:switching_mechanism',
     'nmm_inference.switching.validation:build_simulation_model',
 }

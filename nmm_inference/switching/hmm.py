@@ -26,8 +26,8 @@ import numba
 import numpy as np
 
 from ..errors import ParameterError
-from .envelope_likelihood import (_check_dt, _emission_core, _kind_code, _segment_starts,
-                                  _state_consts, _state_params, check_envelope)
+from .envelope_likelihood import (_check_dt, _emission_pass, _kind_code, _segment_starts,
+                                  _state_params, check_envelope)
 
 __all__ = ["hmm_logp", "forward_backward", "viterbi", "sample_paths", "envelope_hmm_logp",
            "check_log_transition", "transition_matrix", "stationary_distribution"]
@@ -40,56 +40,161 @@ _NJIT = dict(cache=True, error_model="numpy")
 # ----------------------------------------------------------------------------------------
 
 @numba.njit(**_NJIT)
-def _forward(logb, P, pi, starts):
-    """Scaled forward pass; returns (log L, alpha (T,S) normalised, bb (T,S), c (T,), ok)."""
-    T, S = logb.shape
+def _forward_core(f, q, sign, P, pi, starts):
+    """Scaled forward pass over emission densities given as ``log b = log f - sign q``
+    (``f`` with no rows: ``f = 1``); returns (log L, alpha (T,S) normalised, bb (T,S), c (T,),
+    ok).
+
+    Each step is scaled by a reference state's density ``b_r``, ``r`` the state of smallest
+    ``sign q`` among those with ``f > 0``: ``bb[t, s] = b_s / b_r = (f_s / f_r)
+    exp(sign (q_r - q_s))`` (so ``bb <= f_s / f_r``) and ``c[t]`` is the step's normaliser, so
+    that ``log L = sum_t (log c[t] + log b_r(t))``.  The logarithms are taken of the running
+    product of ``c[t] f_r(t)`` (renormalised before it could over- or underflow), not one per
+    step: with the factored emissions of the envelope likelihood no logarithm is needed per
+    sample at all.
+    """
+    T, S = q.shape
+    have_f = f.shape[0] > 0
     alpha = np.empty((T, S))
     bb = np.empty((T, S))
     c = np.empty(T)
     logL = 0.0
+    # pass 1, independent across steps: reference state and scaled densities; c holds f_r
     for t in range(T):
-        mx = -np.inf
+        if S == 2:
+            # branch-free choice of the reference (which state wins flips from sample to sample)
+            q0 = sign * q[t, 0]
+            q1 = sign * q[t, 1]
+            f0 = f[t, 0] if have_f else 1.0
+            f1 = f[t, 1] if have_f else 1.0
+            if q0 != q0 or q1 != q1 or not (f0 > 0.0 or f1 > 0.0):
+                return -np.inf, alpha, bb, c, False
+            one = f1 > 0.0 and (q1 < q0 or not f0 > 0.0)
+            qr = q1 if one else q0
+            qo = q0 if one else q1
+            fr = f1 if one else f0
+            fo = f0 if one else f1
+            if qr == -np.inf:
+                return -np.inf, alpha, bb, c, False
+            eo = 0.0 if fo == 0.0 else fo / fr * math.exp(qr - qo)
+            bb[t, 0] = eo if one else 1.0
+            bb[t, 1] = 1.0 if one else eo
+            c[t] = fr
+            logL -= qr
+            continue
+        r = -1
+        qr = np.inf
         for s in range(S):
-            if logb[t, s] > mx:
-                mx = logb[t, s]
-        if not (mx > -np.inf) or mx != mx or mx == np.inf:
+            qs = sign * q[t, s]
+            if qs != qs:
+                return -np.inf, alpha, bb, c, False
+            fs = f[t, s] if have_f else 1.0
+            if fs > 0.0 and qs < qr:
+                r = s
+                qr = qs
+        if r < 0 or qr == -np.inf:
             return -np.inf, alpha, bb, c, False
-        for s in range(S):
-            bb[t, s] = np.exp(logb[t, s] - mx)
-        tot = 0.0
+        fr = f[t, r] if have_f else 1.0
+        rfr = 1.0 / fr
         for j in range(S):
-            if starts[t]:
-                pred = pi[j]
+            if j == r:
+                bb[t, j] = 1.0
             else:
-                pred = 0.0
-                for i in range(S):
-                    pred += alpha[t - 1, i] * P[i, j]
-            alpha[t, j] = pred * bb[t, j]
-            tot += alpha[t, j]
-        if not (tot > 0.0) or tot == np.inf:
-            return -np.inf, alpha, bb, c, False
-        for j in range(S):
-            alpha[t, j] /= tot
+                fj = f[t, j] if have_f else 1.0
+                bb[t, j] = 0.0 if fj == 0.0 else fj * rfr * math.exp(qr - sign * q[t, j])
+        c[t] = fr
+        logL -= qr
+    # pass 2: the recursion (two states: in registers), and the logarithm of the running
+    # product of c[t] f_r(t)
+    prod = 1.0
+    a0 = 0.0
+    a1 = 0.0
+    rt = 1.0
+    for t in range(T):
+        if S == 2:
+            # (a0, a1) unnormalised: the division by the previous total overlaps the products
+            if starts[t]:
+                a0 = pi[0] * bb[t, 0]
+                a1 = pi[1] * bb[t, 1]
+            else:
+                n0 = (a0 * P[0, 0] + a1 * P[1, 0]) * bb[t, 0] * rt
+                a1 = (a0 * P[0, 1] + a1 * P[1, 1]) * bb[t, 1] * rt
+                a0 = n0
+            tot = a0 + a1
+            if not (0.0 < tot < np.inf):
+                return -np.inf, alpha, bb, c, False
+            rt = 1.0 / tot
+            alpha[t, 0] = a0 * rt
+            alpha[t, 1] = a1 * rt
+        else:
+            tot = 0.0
+            for j in range(S):
+                if starts[t]:
+                    pred = pi[j]
+                else:
+                    pred = 0.0
+                    for i in range(S):
+                        pred += alpha[t - 1, i] * P[i, j]
+                alpha[t, j] = pred * bb[t, j]
+                tot += alpha[t, j]
+            if not (0.0 < tot < np.inf):
+                return -np.inf, alpha, bb, c, False
+            rt = 1.0 / tot
+            for j in range(S):
+                alpha[t, j] *= rt
+        g = tot * c[t]
         c[t] = tot
-        logL += np.log(tot) + mx
-    return logL, alpha, bb, c, True
+        if 1e-100 < g < 1e100:
+            prod *= g
+            if not (1e-200 < prod < 1e200):
+                logL += math.log(prod)
+                prod = 1.0
+        else:
+            logL += math.log(g)
+    return logL + math.log(prod), alpha, bb, c, True
 
 
 @numba.njit(**_NJIT)
-def _backward(alpha, bb, c, P, starts):
-    """Scaled backward pass: gamma (T,S), xi summed (S,S), gamma at segment starts (S,)."""
+def _forward(logb, P, pi, starts):
+    """Scaled forward pass; returns (log L, alpha (T,S) normalised, bb (T,S), c (T,), ok).
+
+    ``bb[t] = exp(logb[t] - max_s logb[t])`` and ``c[t]`` is the step's normaliser, so that
+    ``log L = sum_t (log c[t] + max_s logb[t])`` (:func:`_forward_core`).
+    """
+    return _forward_core(np.empty((0, logb.shape[1])), logb, -1.0, P, pi, starts)
+
+
+@numba.njit(**_NJIT)
+def _backward_pass(alpha, bb, c, P, starts, gamma, dl, g):
+    """Scaled backward pass; returns xi summed (S,S) and gamma at segment starts (S,).
+
+    The posterior probabilities gamma_t(s) are written to ``gamma`` (T,S) when it has rows,
+    and, when ``dl`` (T,S,M,3) has rows, ``gamma_t(s) dl[t, s]`` is summed into ``g``
+    (S,M,3) on the way (the emission-parameter gradient of the fused likelihood, without a
+    second pass over time).  Two states run in registers (:func:`_backward_two`).
+    """
     T, S = alpha.shape
-    gamma = np.empty((T, S))
+    if S == 2:
+        return _backward_two(alpha, bb, c, P, starts, gamma, dl, g)
+    M = dl.shape[2]
+    keep = gamma.shape[0] > 0
+    weigh = dl.shape[0] > 0
     xi = np.zeros((S, S))
     g0 = np.zeros(S)
     beta = np.ones(S)
     nxt = np.empty(S)
     for t in range(T - 1, -1, -1):
         for s in range(S):
-            gamma[t, s] = alpha[t, s] * beta[s]
-        if starts[t]:
-            for s in range(S):
-                g0[s] += gamma[t, s]
+            w = alpha[t, s] * beta[s]
+            if keep:
+                gamma[t, s] = w
+            if weigh:
+                for m in range(M):
+                    g[s, m, 0] += w * dl[t, s, m, 0]
+                    g[s, m, 1] += w * dl[t, s, m, 1]
+                    g[s, m, 2] += w * dl[t, s, m, 2]
+            if starts[t]:
+                g0[s] += w
         if t == 0:
             break
         if starts[t]:
@@ -97,15 +202,91 @@ def _backward(alpha, bb, c, P, starts):
                 beta[s] = 1.0
             continue
         # xi_t(i, j) = alpha_{t-1}(i) P_ij bb_t(j) beta_t(j) / c_t
+        rc = 1.0 / c[t]
         for j in range(S):
-            nxt[j] = bb[t, j] * beta[j] / c[t]
+            nxt[j] = bb[t, j] * beta[j] * rc
         for i in range(S):
             acc = 0.0
+            ai = alpha[t - 1, i]
             for j in range(S):
                 w = P[i, j] * nxt[j]
-                xi[i, j] += alpha[t - 1, i] * w
+                xi[i, j] += ai * w
                 acc += w
             beta[i] = acc
+    return xi, g0
+
+
+@numba.njit(**_NJIT)
+def _backward_two(alpha, bb, c, P, starts, gamma, dl, g):
+    """:func:`_backward_pass` for two states, with the recursion and sums in registers."""
+    T = alpha.shape[0]
+    M = dl.shape[2]
+    keep = gamma.shape[0] > 0
+    weigh = dl.shape[0] > 0
+    p00, p01, p10, p11 = P[0, 0], P[0, 1], P[1, 0], P[1, 1]
+    b0 = 1.0
+    b1 = 1.0
+    x00 = 0.0
+    x01 = 0.0
+    x10 = 0.0
+    x11 = 0.0
+    s0 = 0.0
+    s1 = 0.0
+    for t in range(T - 1, -1, -1):
+        w0 = alpha[t, 0] * b0
+        w1 = alpha[t, 1] * b1
+        if keep:
+            gamma[t, 0] = w0
+            gamma[t, 1] = w1
+        if weigh:
+            for m in range(M):
+                g[0, m, 0] += w0 * dl[t, 0, m, 0]
+                g[0, m, 1] += w0 * dl[t, 0, m, 1]
+                g[0, m, 2] += w0 * dl[t, 0, m, 2]
+                g[1, m, 0] += w1 * dl[t, 1, m, 0]
+                g[1, m, 1] += w1 * dl[t, 1, m, 1]
+                g[1, m, 2] += w1 * dl[t, 1, m, 2]
+        if starts[t]:
+            s0 += w0
+            s1 += w1
+        if t == 0:
+            break
+        if starts[t]:
+            b0 = 1.0
+            b1 = 1.0
+            continue
+        rc = 1.0 / c[t]
+        n0 = bb[t, 0] * b0 * rc
+        n1 = bb[t, 1] * b1 * rc
+        a0 = alpha[t - 1, 0]
+        a1 = alpha[t - 1, 1]
+        w00 = p00 * n0
+        w01 = p01 * n1
+        w10 = p10 * n0
+        w11 = p11 * n1
+        x00 += a0 * w00
+        x01 += a0 * w01
+        x10 += a1 * w10
+        x11 += a1 * w11
+        b0 = w00 + w01
+        b1 = w10 + w11
+    xi = np.empty((2, 2))
+    xi[0, 0] = x00
+    xi[0, 1] = x01
+    xi[1, 0] = x10
+    xi[1, 1] = x11
+    g0 = np.empty(2)
+    g0[0] = s0
+    g0[1] = s1
+    return xi, g0
+
+
+@numba.njit(**_NJIT)
+def _backward(alpha, bb, c, P, starts):
+    """Scaled backward pass: gamma (T,S), xi summed (S,S), gamma at segment starts (S,)."""
+    gamma = np.empty(alpha.shape)
+    xi, g0 = _backward_pass(alpha, bb, c, P, starts, gamma, np.empty((0, 1, 1, 3)),
+                            np.empty((1, 1, 3)))
     return gamma, xi, g0
 
 
@@ -122,106 +303,62 @@ def _hmm_grad(logb, logP, logpi, starts):
 
 
 @numba.njit(**_NJIT)
+def _log_x_sum(x, kind, starts):
+    """``sum log x`` over the samples whose densities carry the ``x`` factor (every sample
+    under the stationary density, the non-start samples under the transition density); as
+    logarithms of running products, renormalised before they could over- or underflow."""
+    T, M = x.shape
+    out = 0.0
+    prod = 1.0
+    for t in range(T):
+        if kind == 0 and starts[t]:
+            continue
+        for m in range(M):
+            v = x[t, m]
+            if 1e-100 < v < 1e100:
+                prod *= v
+                if not (1e-200 < prod < 1e200):
+                    out += math.log(prod)
+                    prod = 1.0
+            else:
+                out += math.log(v)
+    return out + math.log(prod)
+
+
+@numba.njit(**_NJIT)
 def _envelope_hmm(x, sigma, a, D, logP, logpi, dt, kind, starts):
     """Fused envelope-HMM log-likelihood and gradient.
 
-    One forward sweep computes every state's emission and its derivatives and the scaled
-    forward probabilities; one backward sweep accumulates the posterior-weighted emission
-    derivatives and the expected transition counts.  Returns log L and its gradient with respect
-    to sigma, a, D (S, M), log P (S, S) and log pi (S,).
+    The emission densities of every state with their derivatives
+    (:func:`~nmm_inference.switching.envelope_likelihood._emission_pass`, the one
+    implementation shared with :func:`~nmm_inference.switching.envelope_likelihood._emissions`)
+    feed one scaled forward-backward pass: :func:`_forward_core` on the factored densities
+    (no logarithm per sample) and :func:`_backward_pass`, whose sweep weighs the emission
+    derivatives by the posterior state probabilities (Fisher's identity).  The
+    state-independent ``log x`` terms are added once.  Returns log L and its gradient with
+    respect to sigma, a, D (S, M), log P (S, S) and log pi (S,).
     """
     T, M = x.shape
     S = sigma.shape[0]
-    P = np.exp(logP)
-    pi = np.exp(logpi)
     g_s = np.zeros((S, M))
     g_a = np.zeros((S, M))
     g_D = np.zeros((S, M))
-    xi = np.zeros((S, S))
-    g0 = np.zeros(S)
-    consts, ok = _state_consts(sigma, a, D, dt, kind)
-    alpha = np.empty((T, S))
-    bb = np.empty((T, S))
-    c = np.empty(T)
+    f = np.ones((T, S))
+    q = np.zeros((T, S))
     dl = np.empty((T, S, M, 3))
-    lb = np.empty(S)
-    logL = 0.0
-    for t in range(T):
-        lx = 0.0
-        if kind == 1 or not starts[t]:
-            for m in range(M):
-                lx += math.log(x[t, m])
-        mx = -np.inf
-        for s in range(S):
-            acc = lx
-            for m in range(M):
-                if kind == 0 and starts[t]:
-                    dl[t, s, m, 0] = 0.0
-                    dl[t, s, m, 1] = 0.0
-                    dl[t, s, m, 2] = 0.0
-                    continue
-                if not ok[s, m]:
-                    lp, gs, ga, gd = -np.inf, 0.0, 0.0, 0.0
-                else:
-                    lp, gs, ga, gd = _emission_core(x, t, m, sigma[s, m], a[s, m], D[s, m], dt,
-                                                    kind, consts[s, m])
-                acc += lp
-                dl[t, s, m, 0] = gs
-                dl[t, s, m, 1] = ga
-                dl[t, s, m, 2] = gd
-            lb[s] = acc
-            if acc > mx:
-                mx = acc
-        if not (mx > -np.inf) or mx != mx or mx == np.inf:
-            return -np.inf, g_s, g_a, g_D, xi, g0
-        tot = 0.0
-        for j in range(S):
-            e = 1.0 if lb[j] == mx else math.exp(lb[j] - mx)
-            bb[t, j] = e
-            if starts[t]:
-                pred = pi[j]
-            else:
-                pred = 0.0
-                for i in range(S):
-                    pred += alpha[t - 1, i] * P[i, j]
-            alpha[t, j] = pred * e
-            tot += alpha[t, j]
-        if not (tot > 0.0) or tot == np.inf:
-            return -np.inf, g_s, g_a, g_D, xi, g0
-        rt = 1.0 / tot
-        for j in range(S):
-            alpha[t, j] *= rt
-        c[t] = tot
-        logL += math.log(tot) + mx
-    beta = np.ones(S)
-    nxt = np.empty(S)
-    for t in range(T - 1, -1, -1):
-        for s in range(S):
-            w = alpha[t, s] * beta[s]
-            for m in range(M):
-                g_s[s, m] += w * dl[t, s, m, 0]
-                g_a[s, m] += w * dl[t, s, m, 1]
-                g_D[s, m] += w * dl[t, s, m, 2]
-            if starts[t]:
-                g0[s] += w
-        if t == 0:
-            break
-        if starts[t]:
-            for s in range(S):
-                beta[s] = 1.0
-            continue
-        rc = 1.0 / c[t]
-        for j in range(S):
-            nxt[j] = bb[t, j] * beta[j] * rc
-        for i in range(S):
-            acc = 0.0
-            ai = alpha[t - 1, i]
-            for j in range(S):
-                w = P[i, j] * nxt[j]
-                xi[i, j] += ai * w
-                acc += w
-            beta[i] = acc
-    return logL, g_s, g_a, g_D, xi, g0
+    _emission_pass(x, sigma, a, D, dt, kind, starts, True, f, q, dl)
+    P = np.exp(logP)
+    logL, alpha, bb, c, ok = _forward_core(f, q, 1.0, P, np.exp(logpi), starts)
+    if not ok:
+        return -np.inf, g_s, g_a, g_D, np.zeros((S, S)), np.zeros(S)
+    g = np.zeros((S, M, 3))
+    xi, g0 = _backward_pass(alpha, bb, c, P, starts, np.empty((0, S)), dl, g)
+    for s in range(S):
+        for m in range(M):
+            g_s[s, m] = g[s, m, 0]
+            g_a[s, m] = g[s, m, 1]
+            g_D[s, m] = g[s, m, 2]
+    return logL + _log_x_sum(x, kind, starts), g_s, g_a, g_D, xi, g0
 
 
 @numba.njit(**_NJIT)
@@ -340,7 +477,17 @@ def check_log_transition(log_P, log_pi=None):
 
 
 def stationary_distribution(P):
-    """Stationary distribution ``pi P = pi`` of a transition matrix (``pi >= 0``, sums to 1)."""
+    """Stationary distribution ``pi P = pi`` of a transition matrix (``pi >= 0``, sums to 1).
+
+    Parameters
+    ----------
+    P : array-like, shape (S, S)
+        Transition matrix (rows sum to 1).
+
+    Returns
+    -------
+    ndarray, shape (S,)
+    """
     P = np.asarray(P, dtype=float)
     S = P.shape[0]
     A = np.vstack([P.T - np.eye(S), np.ones((1, S))])

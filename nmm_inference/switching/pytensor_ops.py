@@ -18,6 +18,9 @@ Importing this module imports pytensor; ``import nmm_inference.switching`` does 
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType
@@ -31,6 +34,23 @@ from .hmm import _envelope_hmm, _hmm_grad
 
 __all__ = ["HMMLogpOp", "EnvelopeHMMOp", "SwitchingMechanismOp", "hmm_logp", "envelope_hmm_logp",
            "switching_mechanism"]
+
+
+def _kernel_version():
+    """Hash of the kernels' source files, as an int.
+
+    PyTensor caches the numba functions of an Op on disk under a key made of the Op's type and
+    props only, so an edited kernel would otherwise keep running its stale compiled form; the
+    hash is passed as the key's version (the ``int`` returned by the funcify functions below).
+    """
+    h = hashlib.sha256()
+    for name in ("envelope_likelihood.py", "hmm.py", "_special.py", "pytensor_ops.py"):
+        path = Path(__file__).parent / name
+        h.update(path.read_bytes() if path.is_file() else name.encode())
+    return int(h.hexdigest()[:15], 16)
+
+
+_KERNEL_VERSION = _kernel_version()
 
 
 def _as_float(x, ndim, name):
@@ -112,7 +132,7 @@ def _numba_funcify_hmm(op, node=None, **kwargs):
                                         np.ascontiguousarray(lpi), np.ascontiguousarray(st))
         return np.asarray(logL), gamma, xi, g0
 
-    return hmm_logp_numba
+    return hmm_logp_numba, _KERNEL_VERSION
 
 
 class EnvelopeHMMOp(Op):
@@ -150,9 +170,9 @@ class EnvelopeHMMOp(Op):
                                  pt.dmatrix(), pt.dvector()])
 
     def perform(self, node, inputs, outputs):
-        x, s, a, D, lP, lpi, st = (np.ascontiguousarray(v) for v in inputs)
-        out = _envelope_hmm(x.astype(np.float64), s, a, D, lP, lpi, self.dt,
-                            EMISSION_KINDS[self.kind], st.astype(np.bool_))
+        x, s, a, D, lP, lpi = (np.ascontiguousarray(v, dtype=np.float64) for v in inputs[:6])
+        out = _envelope_hmm(x, s, a, D, lP, lpi, self.dt, EMISSION_KINDS[self.kind],
+                            np.ascontiguousarray(inputs[6], dtype=np.bool_))
         outputs[0][0] = np.asarray(out[0], dtype=np.float64)
         for k in range(1, 6):
             outputs[k][0] = out[k]
@@ -192,11 +212,28 @@ def _numba_funcify_envelope_hmm(op, node=None, **kwargs):
             code, np.ascontiguousarray(st))
         return np.asarray(logL), gs, ga, gD, gP, gpi
 
-    return envelope_hmm_numba
+    return envelope_hmm_numba, _KERNEL_VERSION
 
 
 def hmm_logp(log_b, log_P, log_pi, starts):
-    """Symbolic HMM log-likelihood from log emission densities (see :class:`HMMLogpOp`)."""
+    """Symbolic HMM log-likelihood from log emission densities (see :class:`HMMLogpOp`).
+
+    Parameters
+    ----------
+    log_b : TensorVariable, shape (n_times, n_states)
+        Log emission densities.
+    log_P : TensorVariable, shape (n_states, n_states)
+        Log transition matrix.
+    log_pi : TensorVariable, shape (n_states,)
+        Log initial distribution.
+    starts : array-like of bool, shape (n_times,)
+        Segment starts (``starts[0]`` True).
+
+    Returns
+    -------
+    TensorVariable
+        Scalar log-likelihood.
+    """
     return HMMLogpOp()(log_b, log_P, log_pi, starts)[0]
 
 

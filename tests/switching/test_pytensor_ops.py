@@ -56,6 +56,25 @@ def test_envelope_op_value_gradient_and_numba_backend():
                 vals[:3], rng=np.random.default_rng(3), abs_tol=1e-5, rel_tol=1e-5)
 
 
+def test_envelope_op_stationary_kind_matches_numpy_kernel():
+    """The stationary emission kind through the Op (Python perform path): value and gradient
+    as the numpy-level function (whose gradient test_hmm checks by finite differences)."""
+    x, st = _data(200, seed=4)
+    s, a, D = pt.dmatrix(), pt.dmatrix(), pt.dmatrix()
+    P = np.array([[0.95, 0.05], [0.1, 0.9]])
+    lp = envelope_hmm_logp(x, s, a, D, np.log(P), np.log([2 / 3, 1 / 3]), st, dt=0.05,
+                           kind="stationary")
+    f = pytensor.function([s, a, D], [lp] + pytensor.grad(lp, [s, a, D]), mode="FAST_COMPILE")
+    vals = [np.array([[-3.0], [2.0]]), np.array([[-1.0], [-1.5]]), np.array([[0.5], [0.4]])]
+    got = f(*vals)
+    ref, g = np_envelope_hmm_logp(x, sigma=vals[0], a=vals[1], D=vals[2], log_P=np.log(P),
+                                  log_pi=np.log([2 / 3, 1 / 3]), sfreq=20.0, kind="stationary",
+                                  gradient=True)
+    np.testing.assert_allclose(got[0], ref, rtol=1e-12)          # same kernel
+    for u, name in zip(got[1:], ("sigma", "a", "D")):
+        np.testing.assert_allclose(u, g[name], rtol=1e-12)
+
+
 def test_invalid_parameters_give_minus_inf_not_errors():
     x, st = _data(50)
     f = pytensor.function([], envelope_hmm_logp(x, np.array([[1.0]]), np.array([[5.0]]),
