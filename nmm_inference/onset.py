@@ -108,7 +108,7 @@ def _spectra0(prob, phi):
     th[:, prob.free_idx] = phi
     if prob.fold >= 0:
         th[:, prob.free_idx[prob.fold]] = T.abs_gain_many(np.ascontiguousarray(phi), prob._buf)
-    return T.spectra_many(np.ascontiguousarray(th), prob.hz)
+    return T.spectra_many(np.ascontiguousarray(th), np.array(prob.hz, dtype=np.float64))
 
 
 def _offset_summary(prob, phi, cov):

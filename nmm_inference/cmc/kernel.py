@@ -65,6 +65,24 @@ _dgeev = numba.types.ExternalFunction("nmm_inference_dgeev",
                                       numba.types.void(*([numba.types.voidptr] * 14)))
 
 
+# Explicit signatures for the large compiled functions: each is compiled exactly once (at
+# import, or loaded from numba's cache), whatever its callers pass -- literal flags such as
+# ``True`` from other jitted code, Python ints or ``np.int64`` for ``max_iter``.  Without them
+# numba compiled up to four copies of the whole kernel (``Literal[bool]`` vs ``bool`` flags,
+# ``Literal[int]`` vs ``int64`` iteration limits), which dominated a fresh installation's
+# first run.
+_F1 = numba.types.float64[::1]
+_F2 = numba.types.float64[:, ::1]
+_F3 = numba.types.float64[:, :, ::1]
+_B = numba.types.boolean
+_I = numba.types.int64
+_F = numba.types.float64
+_SIG_INPUT = [(_F1, _F2, _F3, _B)]
+_SIG_NEP = [(_F1, _F2, _F3, _F2, _F, _F1, _B)]
+_SIG_MATRIX = [(_F1, _F2, _F3, _F, _F1, _B, _I, _F)]
+_SIG_KERNEL_GRID = [(_F1, _F1, _F1, _F2, _B, _I, _F)]
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _eigvals_real(A):
     """Eigenvalues of a real square matrix (dgeev, no eigenvectors)."""
@@ -240,8 +258,8 @@ def _full_jacobian(kap, K):
     return J, Dm
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _input_solution(kap, K, dK, want_grad=True):
+@numba.njit(_SIG_INPUT, cache=True, error_model="numpy")
+def _input_solution(kap, K, dK, want_grad):
     """z = J^-1 b for b = 512 kappa_ss e_{c_ss}: z_v = K^-1 b_c, z_c = 0, and dz_v."""
     Kc = K.astype(np.complex128)
     piv = np.empty(4, dtype=np.int64)
@@ -304,7 +322,7 @@ def _nep_root(lam, kap, K, d, tol, max_iter, T, Tp, piv):
     return lam, False
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(_SIG_NEP, cache=True, error_model="numpy")
 def _modes_nep(kap, K, dK, dkap, d, obs_w, want_grad):
     """Eigenpairs of SPM's delayed Jacobian from the 4x4 nonlinear eigenproblem.
 
@@ -470,7 +488,7 @@ def _newton_block(Jt, Psi, j):
     return M
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(_SIG_MATRIX, cache=True, error_model="numpy")
 def _modes_matrix(kap, K, dK, d, obs_w, want_grad, max_iter, tol):
     """Eigenpairs of the delayed Jacobian by Newton's method on the 8x8 matrix equation.
 
@@ -526,7 +544,7 @@ def _modes_matrix(kap, K, dK, d, obs_w, want_grad, max_iter, tol):
         X = X - (V @ Zt @ Vi).real
     if not converged:
         return False, lam, r, rs, dlam, dr
-    okz, zv, dzv = _input_solution(kap, K, dK)
+    okz, zv, dzv = _input_solution(kap, K, dK, True)
     if not okz:
         return False, lam, r, rs, dlam, dr
     z = np.zeros(8)
@@ -602,13 +620,15 @@ def _grid(hz):
     return lnf, Xd
 
 
-@numba.njit(cache=True, error_model="numpy")
 def _kernel(theta, hz, want_grad, max_iter, tol):
+    """:func:`_kernel_grid` on the grid of ``hz`` (Python-level convenience; jitted callers
+    call ``_grid`` and ``_kernel_grid`` themselves so that no further copy of the kernel is
+    compiled)."""
     lnf, Xd = _grid(hz)
-    return _kernel_grid(theta, hz, lnf, Xd, want_grad, max_iter, tol)
+    return _kernel_grid(theta, hz, lnf, Xd, bool(want_grad), int(max_iter), float(tol))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(_SIG_KERNEL_GRID, cache=True, error_model="numpy")
 def _kernel_grid(theta, hz, lnf, Xd, want_grad, max_iter, tol):
     nf = hz.shape[0]
     y = np.empty(nf)

@@ -258,7 +258,7 @@ class Problem:
             p_pos = 1.0 / (1.0 + np.exp(-2.0 * ell * mu / v))   # N(l;mu)/(N(l;mu)+N(-l;mu))
             sign = np.where(rng.uniform(size=n) < p_pos, 1.0, -1.0)
             th[:, self.free_idx[self.fold]] = sign * ell
-        S = T.spectra_many(np.ascontiguousarray(th), self.hz)
+        S = T.spectra_many(np.ascontiguousarray(th), np.array(self.hz, dtype=np.float64))
         if self.lik_code == T.LIK_GAMMA_MARGINAL:
             kap = self.kappa(th)
             B = kap * np.sum(self.alpha * self.y_int / S, axis=1)

@@ -56,7 +56,7 @@ import math
 import numba
 import numpy as np
 
-from ..cmc.kernel import _kernel
+from ..cmc.kernel import _grid, _kernel_grid
 
 LIK_GAMMA_MARGINAL = 0
 LIK_GAMMA = 1
@@ -99,6 +99,17 @@ def pack(*, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const, fold, r
              linv.ravel(), np.asarray(log_weights, float), logdet]
     buf = np.ascontiguousarray(np.concatenate([np.ravel(p) for p in parts]))
     return buf
+
+
+# Explicit signatures of the functions that contain the spectral kernel (see the note in
+# cmc/kernel.py): one compiled copy each, whether callers pass literal or variable flags.
+_F1 = numba.types.float64[::1]
+_B = numba.types.boolean
+_I = numba.types.int64
+_F = numba.types.float64
+_SIG_LOGLIK = [(_F1, _F1, _F1, _F1, _F1, _I, _F, _B, _F1, _F, _B, _B, _B)]
+_SIG_LOGPOST = [(_F1, _F1, _F1, _F1, _F1, _F1, _F1, _F1, _F1, _I, _F, _I, _B, _F1, _B, _B)]
+_SIG_WARP = [(_F1, _F1, _B)]
 
 
 @numba.njit(cache=True)
@@ -218,7 +229,7 @@ def _digamma(x):
         1.0 / 240 - f / 132))))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(_SIG_LOGLIK, cache=True, error_model="numpy")
 def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, want_grad,
             dof_free):
     """Log-likelihood and its gradient with respect to the 26-vector theta.
@@ -236,7 +247,8 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
     th = theta[:25].copy()
     if use_gain:
         th[10] = 1.0
-    S, J, status, maxre = _kernel(th, hz, want_grad, _MAX_ITER, _TOL)
+    lnf, Xd = _grid(hz)
+    S, J, status, maxre = _kernel_grid(th, hz, lnf, Xd, want_grad, _MAX_ITER, _TOL)
     ell = abs(theta[10])
     if reject and status == 1:
         return -np.inf, grad, ell, dlogell
@@ -342,21 +354,12 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
     return ll, grad, ell, dlogell
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _logpost(phi, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const, fold, reject,
-             sp, want_grad, dof_free):
-    """:func:`_logpost_raw`, with ``-inf`` where the kernel raises (e.g. a singular matrix)."""
-    try:
-        return _logpost_raw(phi, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const,
-                            fold, reject, sp, want_grad, dof_free)
-    except Exception:  # noqa: BLE001
-        return -np.inf, np.zeros(phi.shape[0])
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _logpost_raw(phi, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const, fold, reject,
-                 sp, want_grad, dof_free):
+@numba.njit(_SIG_LOGPOST, cache=True, error_model="numpy")
+def _logpost(phi, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const, fold, reject, sp,
+             want_grad, dof_free):
     """Unnormalised log posterior (prior normalising constants included) and gradient.
+
+    ``-inf`` where the kernel raises (e.g. a singular matrix).
 
     ``fold`` is the position in ``phi`` of the LFP gain (or -1).  There ``phi`` holds the
     gain coordinate ``u = log|L| + log(N)/2`` (see :func:`_loglik`): the data fix the
@@ -379,8 +382,11 @@ def _logpost_raw(phi, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, cons
             lp += -0.5 * prec[i] * r * r + 0.5 * np.log(prec[i]) - 0.5 * _LOG2PI
             g[i] = -prec[i] * r
     gain_u = phi[fold] if fold >= 0 else 0.0
-    ll, gt, ell, dlogell = _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u,
-                                   fold >= 0, want_grad, dof_free)
+    try:
+        ll, gt, ell, dlogell = _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u,
+                                       fold >= 0, want_grad, dof_free)
+    except Exception:  # noqa: BLE001
+        return -np.inf, np.zeros(d)
     if not np.isfinite(ll):
         return -np.inf, g
     if fold < 0:
@@ -437,13 +443,15 @@ def neural_power_many(Phi, buf):
      logdet) = _unpack(buf)
     n = Phi.shape[0]
     out = np.full(n, np.nan)
+    lnf, Xd = _grid(hz)
     for t in range(n):
         theta = theta_base.copy()
         for i in range(d):
             theta[int(free_idx[i])] = Phi[t, i]
         theta[10] = 1.0
         try:
-            S, J, status, maxre = _kernel(theta[:25].copy(), hz, True, _MAX_ITER, _TOL)
+            S, J, status, maxre = _kernel_grid(theta[:25].copy(), hz, lnf, Xd, True, _MAX_ITER,
+                                               _TOL)
         except Exception:  # noqa: BLE001
             continue
         A = 0.0
@@ -464,7 +472,7 @@ def logpost_buf(phi, buf, want_grad):
                     int(buf[6]), buf[7] > 0.5, buf[8:15], want_grad, buf[16] > 0.5)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(_SIG_WARP, cache=True, error_model="numpy")
 def _warp_terms(z, buf, want_grad):
     """Per-mode terms of the warped log density, their z-gradients and the thetas.
 
@@ -639,9 +647,11 @@ def spectra_many(Theta, hz):
     """Predicted spectra (n, nf) for many 25-vectors (rows of Theta)."""
     n = Theta.shape[0]
     out = np.empty((n, hz.shape[0]))
+    lnf, Xd = _grid(hz)
     for t in range(n):
         try:
-            S, J, status, maxre = _kernel(Theta[t, :25].copy(), hz, False, _MAX_ITER, _TOL)
+            S, J, status, maxre = _kernel_grid(Theta[t, :25].copy(), hz, lnf, Xd, False,
+                                               _MAX_ITER, _TOL)
             out[t] = S
         except Exception:  # noqa: BLE001
             out[t] = np.inf
