@@ -358,9 +358,10 @@ def sample_smc(problem, pymc_model, *, draws=1000, chains=4, random_seed=None, c
     Returns
     -------
     SamplerResult
-        ``phi`` (chains, draws, d) in the order of ``problem.names``, with ``log|L|`` in the
-        LFP-gain column; ``log_evidence``: log of the mean over chains of each chain's
-        final SMC estimate of the marginal likelihood, ``log_evidence_se``: their standard
+        ``phi`` (chains, draws, d) in the order of ``problem.names``, with the gain
+        coordinate ``log|L| + log(N)/2`` in the LFP-gain column (as the NUTS routes);
+        ``log_evidence``: log of the mean over chains of each chain's final SMC estimate
+        of the marginal likelihood, ``log_evidence_se``: their standard
         deviation over ``sqrt(chains)`` (NaN for one chain); ``info`` holds the per-chain
         estimates.
     """
@@ -380,6 +381,11 @@ def sample_smc(problem, pymc_model, *, draws=1000, chains=4, random_seed=None, c
             v = np.log(np.maximum(np.abs(v), 1e-300))
         cols.append(v)
     phi = np.stack(cols, axis=-1)
+    if problem.fold >= 0:
+        # the rest of the pipeline (theta_matrix, abs_gain_many) reads the gain column as the
+        # gain coordinate u = log|L| + log(N)/2, as the NUTS routes produce it
+        shape = phi.shape
+        phi = problem._logabs_to_u(phi.reshape(-1, shape[-1])).reshape(shape)
     lml = np.asarray(idata.sample_stats["log_marginal_likelihood"].values)
     # PyMC stores the per-stage values of each chain; the evidence is the last finite one
     per_chain = []

@@ -175,6 +175,7 @@ def test_fixed_and_free_parameters(noisy_spectrum):
 @pytest.mark.slow
 def test_pymc_and_smc_samplers_run(noisy_spectrum):
     hz, y, dof = noisy_spectrum
+    gain = {}
     for sampler, kw in (("pymc", dict(draws=50, tune=50, chains=2)), ("smc", dict(draws=100, chains=2))):
         m = CMCModel(y, freqs=hz, dof=dof)
         with warnings.catch_warnings():
@@ -182,6 +183,10 @@ def test_pymc_and_smc_samplers_run(noisy_spectrum):
             dt = m.fit(sampler=sampler, random_seed=0, n_starts=8, **kw)
         assert dt.attrs["sampler"] == sampler
         assert np.isfinite(dt.attrs["log_evidence"])
+        gain[sampler] = float(np.median(np.abs(dt.posterior["lfp_gain"].values)))
+    # reason: both samplers report |L| on the same scale (SMC once returned log|L| where the
+    # pipeline expects the gain coordinate, shifting |L| by a factor sqrt(N))
+    assert abs(np.log(gain["smc"] / gain["pymc"])) < 0.5
 
 
 @pytest.mark.slow
