@@ -3,7 +3,7 @@
 # fit the bundled demo recording and write the HTML report (nmm_demo/demo_report.html).
 # Extra arguments go to `nmm demo` (e.g. --out DIR, --overwrite, --no-fit).
 SECONDS=0
-source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+NMM_EXTRAS="${NMM_EXTRAS:-nutpie}" source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 echo "nmm: environment ready after ${SECONDS} s" >&2
 rc=0
 .venv/bin/nmm demo "$@" || rc=$?
