@@ -5,8 +5,9 @@ one PyMC model:
 
     beta[c, p] ~ N(mu_cp, beta_sd)          group effects (covariate x parameter)
     tau[p]     ~ HalfNormal(tau_sd)         between-recording SDs
-    eps[r, p]  ~ N(0, 1)                    (non-centred)
+    eps[r, p]  ~ N(0, 1)                    (non-centred, default)
     theta[r]   = X[r] @ beta + tau * eps[r] per-recording parameters (SPM scale)
+                 or theta[r, p] ~ N(X[r] @ beta[:, p], tau[p]) (centred), per parameter
     y[r]       ~ Whittle/Gamma(dof) around the CMC spectrum S(theta[r], fixed), with the
                  recording's scale (filter offset) integrated out under a flat prior
 
@@ -21,6 +22,18 @@ for large cohorts use the two-stage route of :mod:`nmm_inference.group`, which t
 checks (``bench/group_joint.py``).  Choose parameters the spectrum identifies separately: for
 example g_ii_ss and tau_ss are nearly collinear (Fisher correlation -0.98 at the prior mean
 with L = 6), g_ii_ss and tau_ii are not (0.01).
+
+Parameterisation (``parameterization``, ``adaptation`` of :func:`fit_joint`).  With an
+informative spectrum per recording neither the centred nor the non-centred form is uniformly
+better: measured on the 6 + 6 cohort of ``bench/group_common.py`` (g_ii_ss, tau_ii; posterior
+SD of theta about 0.6 x posterior mean of tau for g_ii_ss, 0.85 x for tau_ii), nutpie, 2
+chains x (300 + 300), one seed, the worst bulk ESS over beta and tau was 45 all centred
+(tau[tau_ii], R-hat 1.08, 8 divergences, 33 leapfrog steps per draw), 93 all non-centred
+(tau[tau_ii]; tau[g_ii_ss] 130; 16 steps), 166 with g_ii_ss centred and tau_ii non-centred
+(15 steps); with the low-rank mass matrix 108 non-centred and 162 mixed (13-14 steps), the
+ESS of beta rising from 130-320 (diagonal) to 380-840 (low rank).
+So centre the well identified parameters, keep the others non-centred, and let nutpie adapt a
+low-rank mass matrix (the default).
 
 The per-recording log-likelihood (scale integrated out) is stored in ``log_likelihood`` with
 dim ``recording``, for leave-one-recording-out comparisons.
@@ -204,7 +217,8 @@ def _pymc_beta(pm, pt, mask, mu, sd):
     return pm.Deterministic("beta", beta, dims=("covariate", "param"))
 
 
-def _finish(dt, model_name, var_names=("beta", "tau")):
+def _diagnostics(dt, var_names):
+    """(max R-hat, min bulk ESS) over ``var_names``; NaN where none is defined."""
     import warnings
 
     import arviz as az
@@ -216,6 +230,11 @@ def _finish(dt, model_name, var_names=("beta", "tau")):
     es = np.asarray(s["ess_bulk"], float)
     rhat = float(np.nanmax(rh)) if np.any(np.isfinite(rh)) else float("nan")
     ess = float(np.nanmin(es)) if np.any(np.isfinite(es)) else float("nan")
+    return rhat, ess
+
+
+def _finish(dt, model_name, var_names=("beta", "tau")):
+    rhat, ess = _diagnostics(dt, var_names)
     ndiv = int(np.asarray(dt["sample_stats"]["diverging"]).sum())
     dt.attrs.update({"nmm_inference_version": __version__, "model": model_name,
                      "r_hat_max": rhat, "ess_bulk_min": ess, "n_divergent": ndiv,
@@ -223,15 +242,41 @@ def _finish(dt, model_name, var_names=("beta", "tau")):
     return dt
 
 
+def _centred_mask(parameterization, names):
+    """Boolean (n_par,): which parameters' recording values are sampled centred."""
+    if isinstance(parameterization, str):
+        if parameterization not in ("centred", "noncentred"):
+            raise ParameterError(f"parameterization must be 'centred', 'noncentred' or a dict, "
+                                 f"got {parameterization!r}")
+        return np.full(len(names), parameterization == "centred")
+    choice = dict(parameterization)
+    bad = [k for k in choice if k not in names] + [v for v in choice.values()
+                                                   if v not in ("centred", "noncentred")]
+    if bad:
+        raise ParameterError(f"parameterization dict: unknown parameters or values {bad}")
+    return np.array([choice.get(n, "centred") == "centred" for n in names])
+
+
 def build_joint_model(spectra, freqs, dof, design, *, names, covariates, recordings=None,
-                      fixed=None, beta_mu=None, beta_sd=1.0, tau_sd=0.5, beta_mask=None):
+                      fixed=None, beta_mu=None, beta_sd=1.0, tau_sd=0.5, beta_mask=None,
+                      parameterization="noncentred"):
     """The PyMC model of :func:`fit_joint` (arguments as there), without sampling.
+
+    Parameters
+    ----------
+    spectra, freqs, dof, design, names, covariates, recordings, fixed, beta_mu, beta_sd, \
+tau_sd, beta_mask, parameterization
+        As in :func:`fit_joint`.
 
     Returns
     -------
     pymc.Model
-        Free variables ``beta`` (or ``beta_free`` under a mask), ``tau``, ``eps``;
-        deterministics ``theta`` (recording, param) and ``loglik`` (recording).
+        Free variables ``beta`` (or ``beta_free`` under a mask), ``tau`` and the
+        recording-level variables: ``theta`` (recording, param) when centred; ``eps``
+        (recording, param) when non-centred, with deterministic ``theta``; under a
+        per-parameter choice ``theta_centred`` (recording, param_centred) and ``eps``
+        (recording, param_noncentred), with deterministic ``theta``.  Deterministic
+        ``loglik`` (recording).
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -267,12 +312,29 @@ def build_joint_model(spectra, freqs, dof, design, *, names, covariates, recordi
     op = CMCSpectrumOp(hz)
     a = 0.5 * dof
     A = float(a.sum())
+    centred = _centred_mask(parameterization, names)
     coords = {"recording": recordings, "param": names, "covariate": list(covariates), "freq": hz}
+    if centred.any() and not centred.all():
+        coords["param_centred"] = [n for n, c in zip(names, centred) if c]
+        coords["param_noncentred"] = [n for n, c in zip(names, centred) if not c]
     with pm.Model(coords=coords) as model:
         beta = _pymc_beta(pm, pt, mask, mu, sd)
         tau = pm.HalfNormal("tau", tau_sd, dims="param")
-        eps = pm.Normal("eps", 0.0, 1.0, dims=("recording", "param"))
-        theta = pm.Deterministic("theta", pt.dot(X, beta) + tau * eps, dims=("recording", "param"))
+        loc = pt.dot(X, beta)
+        if not centred.any():
+            eps = pm.Normal("eps", 0.0, 1.0, dims=("recording", "param"))
+            theta = pm.Deterministic("theta", loc + tau * eps, dims=("recording", "param"))
+        elif centred.all():
+            theta = pm.Normal("theta", mu=loc, sigma=tau, dims=("recording", "param"))
+        else:
+            c, nc = np.flatnonzero(centred), np.flatnonzero(~centred)
+            th_c = pm.Normal("theta_centred", mu=loc[:, c], sigma=tau[c],
+                             dims=("recording", "param_centred"))
+            eps = pm.Normal("eps", 0.0, 1.0, dims=("recording", "param_noncentred"))
+            cols = pt.zeros((n_rec, n_par))
+            cols = pt.set_subtensor(cols[:, c], th_c)
+            cols = pt.set_subtensor(cols[:, nc], loc[:, nc] + tau[nc] * eps)
+            theta = pm.Deterministic("theta", cols, dims=("recording", "param"))
         lls = []
         for r in range(n_rec):
             th = pt.set_subtensor(pt.as_tensor_variable(base)[idx], theta[r])
@@ -283,14 +345,44 @@ def build_joint_model(spectra, freqs, dof, design, *, names, covariates, recordi
         ll = pm.Deterministic("loglik", pt.stack(lls), dims="recording")
         pm.Potential("spectra", pt.sum(ll))
     model._nmm_joint = {"Y": Y, "X": X, "hz": hz, "dof": dof, "mask": mask, "base": base,
-                        "names": names, "recordings": recordings, "covariates": list(covariates)}
+                        "names": names, "recordings": recordings, "covariates": list(covariates),
+                        "centred": centred}
     return model
+
+
+def _initial_values(info, init_theta, tau_sd):
+    """Starting values (untransformed) of the free variables; see ``init_theta``."""
+    X, mask, centred = info["X"], info["mask"], info["centred"]
+    n_rec, n_par = X.shape[0], len(info["names"])
+    if init_theta is None:
+        return None
+    th = np.asarray(init_theta, float)
+    if th.shape != (n_rec, n_par) or not np.all(np.isfinite(th)):
+        raise ParameterError(f"init_theta must be finite with shape ({n_rec}, {n_par})")
+    beta = np.zeros(mask.shape)
+    for j in range(n_par):
+        cols = np.flatnonzero(mask[:, j])
+        if cols.size:
+            beta[cols, j] = np.linalg.lstsq(X[:, cols], th[:, j], rcond=None)[0]
+    res = th - X @ beta
+    tau = np.maximum(np.sqrt(np.mean(res ** 2, axis=0)), 0.02)
+    init = {"tau": tau}
+    init["beta" if mask.all() else "beta_free"] = beta if mask.all() else beta[mask]
+    eps = res / tau
+    if not centred.any():
+        init["eps"] = eps
+    elif centred.all():
+        init["theta"] = th
+    else:
+        init["theta_centred"], init["eps"] = th[:, centred], eps[:, ~centred]
+    return init
 
 
 def fit_joint(spectra, freqs, dof, design, *, names, covariates, recordings=None, fixed=None,
               beta_mu=None, beta_sd=1.0, tau_sd=0.5, beta_mask=None, draws=1000, tune=1000,
               chains=2, cores=1, target_accept=0.9, random_seed=None, progressbar=False,
-              nuts_sampler="nutpie", compile_mode="NUMBA"):
+              nuts_sampler="nutpie", compile_mode="NUMBA", parameterization="noncentred",
+              adaptation=None, init_theta=None):
     """Joint hierarchical inversion of many spectra (see the module docstring).
 
     Parameters
@@ -324,6 +416,29 @@ def fit_joint(spectra, freqs, dof, design, *, names, covariates, recordings=None
     compile_mode : str
         PyTensor mode of the log density for PyMC's sampler (``"NUMBA"`` or ``"FAST_RUN"``).
         Compiling the NUMBA graph takes about a minute on this machine.
+    parameterization : {"noncentred", "centred"} or dict
+        How the recording-level parameters are sampled: ``theta = X beta + tau * eps`` with
+        ``eps ~ N(0, 1)`` (non-centred, default) or ``theta ~ N(X beta, tau)`` (centred); a
+        dict ``{name: "centred" | "noncentred"}`` chooses per parameter (unnamed parameters
+        centred).  Centre the parameters that each spectrum pins down well inside the
+        between-recording spread (posterior SD of theta small against tau), keep the weakly
+        identified ones non-centred; see the module docstring for measurements.
+    init_theta : array (n_rec, n_par), optional
+        Starting values of the recording parameters (SPM scale), e.g. first-level posterior
+        means; beta starts at their least-squares fit on the design and tau at the residual
+        SD (at least 0.02).  Without it beta starts at its prior mean, tau at its support
+        point and theta at ``X beta``.  With nutpie, only ``tau`` and ``eps`` get the U(-1, 1)
+        starting jitter (on the sampler's scale), never ``beta`` or a centred ``theta``
+        (a jitter of 1 is about 5 prior SDs of an SPM log-scale parameter; with it, one
+        chain of the 20 + 20 bench, mixed parameterisation, ended away from the others:
+        R-hat 1.53).  Pass it with a centred parameter on large cohorts: on the 20 + 20
+        bench with the mixed parameterisation and no ``init_theta`` nutpie stopped with "All
+        initialization points failed" (cause not established).
+    adaptation : {None, "diag", "low_rank"}
+        nutpie's mass-matrix adaptation; None: ``"low_rank"`` with nutpie (diagonal plus
+        low-rank corrections; with the mixed parameterisation at 6 + 6 recordings it gave
+        3x the bulk ESS of ``"diag"`` for beta and the same for tau), PyMC's diagonal
+        adaptation with ``nuts_sampler="pymc"``.
     random_seed : int, optional
     progressbar : bool
 
@@ -342,13 +457,26 @@ def fit_joint(spectra, freqs, dof, design, *, names, covariates, recordings=None
 
     model = build_joint_model(spectra, freqs, dof, design, names=names, covariates=covariates,
                               recordings=recordings, fixed=fixed, beta_mu=beta_mu,
-                              beta_sd=beta_sd, tau_sd=tau_sd, beta_mask=beta_mask)
+                              beta_sd=beta_sd, tau_sd=tau_sd, beta_mask=beta_mask,
+                              parameterization=parameterization)
     info = model._nmm_joint
+    kw = {}
+    if nuts_sampler == "nutpie":
+        adaptation = "low_rank" if adaptation is None else adaptation
+        if adaptation not in ("diag", "low_rank"):
+            raise ParameterError(f"adaptation must be 'diag' or 'low_rank', got {adaptation!r}")
+        kw["nuts_sampler_kwargs"] = {"adaptation": adaptation}
+    elif adaptation not in (None, "diag"):
+        raise ParameterError("adaptation='low_rank' needs nuts_sampler='nutpie'")
+    init = _initial_values(info, init_theta, tau_sd)
+    ck = {"mode": compile_mode}
+    if nuts_sampler == "nutpie":
+        ck["jitter_rvs"] = {v for v in model.free_RVs if v.name in ("tau", "eps")}
     with model:
         idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
-                          random_seed=random_seed, progressbar=progressbar,
-                          compile_kwargs={"mode": compile_mode}, target_accept=target_accept,
-                          nuts_sampler=nuts_sampler)
+                          random_seed=random_seed, progressbar=progressbar, initvals=init,
+                          compile_kwargs=ck, target_accept=target_accept,
+                          nuts_sampler=nuts_sampler, **kw)
     dt = idata if hasattr(idata, "children") else idata.to_datatree()
     post = dt["posterior"].to_dataset()
     llv = post["loglik"]
@@ -367,4 +495,10 @@ def fit_joint(spectra, freqs, dof, design, *, names, covariates, recordings=None
     out.attrs.update(dict(dt.attrs))
     out.attrs["fixed_parameters"] = str({n: float(v) for n, v in zip(FREE_NAMES, info["base"])
                                          if n not in names})
-    return _finish(out, "joint hierarchical CMC model")
+    out.attrs["parameterization"] = str({n: "centred" if c else "noncentred"
+                                         for n, c in zip(names, info["centred"])})
+    out = _finish(out, "joint hierarchical CMC model")
+    rest = [v for v in ("theta_centred", "eps") if v in post] or ["theta"]
+    s = _diagnostics(out, rest)
+    out.attrs.update({"r_hat_max_recording": s[0], "ess_bulk_min_recording": s[1]})
+    return out

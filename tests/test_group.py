@@ -10,8 +10,8 @@ from nmm_inference.group import (_evidence_given_tau, compare_group_hypotheses, 
                                  group_effects_table, group_log_evidence, marginal_loglik,
                                  plot_group_effects, remove_first_level_prior,
                                  summarize_posteriors)
-from nmm_inference.group_joint import (build_joint_model, fit_joint, marginal_scale_loglik,
-                                       simulate_cohort)
+from nmm_inference.group_joint import (_initial_values, build_joint_model, fit_joint,
+                                       marginal_scale_loglik, simulate_cohort)
 
 
 def _cohort(rng, n_per_group=20, effect=0.3):
@@ -197,7 +197,7 @@ def test_joint_model_logp_matches_numpy(rng):
     sim = simulate_cohort(X, np.array([[0.0, 0.0], [0.3, 0.0]]), np.array([0.1, 0.1]), names=names,
                           freqs=hz, dof=60, fixed={"lfp_gain": 6.0}, random_seed=3)
     model = build_joint_model(sim["spectra"], hz, 60, X, names=names, covariates=["mean", "patient"],
-                              fixed={"lfp_gain": 6.0}, tau_sd=0.5)
+                              fixed={"lfp_gain": 6.0}, tau_sd=0.5, parameterization="noncentred")
     pt_ = model.initial_point()
     pt_["beta"] = np.array([[0.05, -0.1], [0.2, 0.1]])
     pt_["tau_log__"] = np.log([0.2, 0.1])
@@ -231,6 +231,47 @@ def test_joint_model_logp_matches_numpy(rng):
         build_joint_model(sim["spectra"], hz, 60, X, names=["g_xx"], covariates=["mean", "patient"])
     with pytest.raises(DataError, match="positive"):
         build_joint_model(-sim["spectra"], hz, 60, X, names=names, covariates=["mean", "patient"])
+
+
+def test_joint_model_centred_logp(rng):
+    """Centred and per-parameter forms: the non-centred density with the Jacobian of eps -> theta."""
+    hz = np.arange(4.0, 30.0)
+    X = np.column_stack([np.ones(4), [0, 0, 1, 1]])
+    names = ["g_ii_ss", "tau_ii"]
+    sim = simulate_cohort(X, np.array([[0.0, 0.0], [0.3, 0.0]]), np.array([0.1, 0.1]), names=names,
+                          freqs=hz, dof=60, fixed={"lfp_gain": 6.0}, random_seed=3)
+    beta, tau, eps = np.array([[0.05, -0.1], [0.2, 0.1]]), np.array([0.2, 0.1]), rng.standard_normal((4, 2))
+    theta = X @ beta + tau * eps
+    lp = {}
+    for par in ("noncentred", "centred", {"g_ii_ss": "centred", "tau_ii": "noncentred"}):
+        m = build_joint_model(sim["spectra"], hz, 60, X, names=names, covariates=["mean", "patient"],
+                              fixed={"lfp_gain": 6.0}, parameterization=par)
+        pt_ = {"beta": beta, "tau_log__": np.log(tau)}
+        if par == "noncentred":
+            pt_["eps"] = eps
+        elif par == "centred":
+            pt_["theta"] = theta
+        else:
+            pt_["theta_centred"], pt_["eps"] = theta[:, :1], eps[:, 1:]
+        lp[str(par)] = m.compile_logp(mode="FAST_COMPILE")(pt_)
+        init = _initial_values(m._nmm_joint, theta, 0.5)
+        b0 = np.linalg.lstsq(X, theta, rcond=None)[0]
+        assert np.allclose(init["beta"], b0, atol=1e-12)                         # rounding only
+        th0 = init.get("theta", X @ b0 + init["tau"] * init.get("eps", np.zeros((4, 2))))
+        if isinstance(par, dict):
+            th0 = np.column_stack([init["theta_centred"], (X @ b0)[:, 1:] + init["tau"][1] * init["eps"]])
+        assert np.allclose(th0, theta, atol=1e-12)           # the start reproduces init_theta exactly
+    # theta = loc + tau * eps: density N(theta; loc, tau) = N(eps; 0, 1) / tau per recording
+    ref = lp["noncentred"]
+    assert lp["centred"] == pytest.approx(ref - 4 * np.log(tau).sum(), rel=1e-9)   # rounding only
+    assert lp[str({"g_ii_ss": "centred", "tau_ii": "noncentred"})] == pytest.approx(
+        ref - 4 * np.log(tau[0]), rel=1e-9)                                          # rounding only
+    with pytest.raises(ParameterError, match="parameterization"):
+        build_joint_model(sim["spectra"], hz, 60, X, names=names, covariates=["mean", "patient"],
+                          parameterization="centered")
+    with pytest.raises(ParameterError, match="parameterization"):
+        build_joint_model(sim["spectra"], hz, 60, X, names=names, covariates=["mean", "patient"],
+                          parameterization={"tau_ss": "centred"})
 
 
 @pytest.mark.slow
