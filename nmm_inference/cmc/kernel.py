@@ -823,7 +823,38 @@ def spectrum_and_jacobian(theta, hz, *, max_iter=50, tol=1e-13):
 
 
 def spectrum(theta, hz, *, max_iter=50, tol=1e-13):
-    """Predicted spectrum only; see :func:`spectrum_and_jacobian`."""
+    """Predicted LFP auto-spectrum for the one-source CMC, without its Jacobian.
+
+    The same computation as :func:`spectrum_and_jacobian` with the forward-mode derivatives
+    switched off (cheaper; use it where no gradient is needed).
+
+    Parameters
+    ----------
+    theta : array-like, shape (25,)
+        Free parameters on SPM's scale, in the order of :data:`FREE_NAMES`.
+    hz : array-like, shape (n_freqs,)
+        Frequencies in Hz (positive).
+    max_iter : int
+        Newton iterations allowed for the delay fixed point.
+    tol : float
+        Convergence tolerance of the delay fixed point, relative to max |J|.
+
+    Returns
+    -------
+    y : ndarray, shape (n_freqs,)
+        Spectrum (``spm_csd_mtf``); ``+inf`` when ``status == 2``.
+    status : int
+        0, 1 or 2; see the module docstring.
+    max_growth_rate : float
+        Largest real part of the delayed Jacobian's eigenvalues (1/s); NaN when the
+        parameters are degenerate or the Jacobian is singular.
+
+    Raises
+    ------
+    ParameterError
+        If ``theta`` does not have shape (25,) or has non-finite values, or ``hz`` is not a
+        non-empty 1-D array of finite, positive frequencies.
+    """
     theta, hz = _check_theta(theta, hz)
     try:
         y, _, status, maxre = _kernel(theta, hz, False, max_iter, tol)
@@ -833,7 +864,26 @@ def spectrum(theta, hz, *, max_iter=50, tol=1e-13):
 
 
 def theta_from_spm(P):
-    """The 25 free parameters (in :data:`FREE_NAMES` order) of a one-source SPM dict."""
+    """The 25 free parameters (in :data:`FREE_NAMES` order) of a one-source SPM dict.
+
+    Parameters
+    ----------
+    P : mapping
+        SPM fields to SPM-scale values for one source, as accepted by
+        :func:`~nmm_inference.params.canonical_spm`; missing fields take SPM's prior mean.
+
+    Returns
+    -------
+    ndarray, shape (25,)
+        The free parameters on SPM's scale, in :data:`FREE_NAMES` order: the ``theta``
+        argument of :func:`spectrum` and :func:`spectrum_and_jacobian`.
+
+    Raises
+    ------
+    ParameterError
+        As :func:`~nmm_inference.params.spm_to_named` (unknown fields, wrong sizes,
+        non-finite values).
+    """
     from ..params import spm_to_named
 
     named = spm_to_named(P, 1)

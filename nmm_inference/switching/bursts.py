@@ -74,7 +74,26 @@ def hdi_interval(samples, prob=0.94):
 
 
 def summarize_samples(samples, prob=0.94):
-    """Median and HDI of posterior samples, as a dict ``{"median", "lower", "upper"}``."""
+    """Median and HDI of posterior samples, as a dict ``{"median", "lower", "upper"}``.
+
+    Parameters
+    ----------
+    samples : array-like
+        Draws of one scalar quantity, any shape (flattened); non-finite values are ignored.
+    prob : float, optional
+        Probability mass of the highest-density interval (:func:`hdi_interval`), in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``"median"``: median of the finite draws; ``"lower"``, ``"upper"``: bounds of the
+        HDI.  All three are NaN when there are no finite draws.
+
+    Raises
+    ------
+    ParameterError
+        If ``prob`` is not in (0, 1).
+    """
     x = np.asarray(samples, dtype=float)
     lo, hi = hdi_interval(x, prob)
     fin = x[np.isfinite(x)]
@@ -251,6 +270,20 @@ def match_switches(ref_times, ref_from, ref_to, times, from_state, to_state, *, 
     """Match switches to reference switches of the same type (nearest within ``max_lag``).
 
     Each reference switch is matched to at most one switch and vice versa (greedy by lag).
+
+    Parameters
+    ----------
+    ref_times : array-like of float, shape (n_ref,)
+        Reference switch times (s), e.g. the true switches of a simulation.
+    ref_from, ref_to : ndarray of int, shape (n_ref,)
+        States before and after each reference switch.
+    times : array-like of float, shape (n_switches,)
+        Switch times to match (s), e.g. from :func:`switch_times` on a decoded path.
+    from_state, to_state : ndarray of int, shape (n_switches,)
+        States before and after each switch; arrays (as :func:`switch_times` returns them),
+        since they are compared elementwise.
+    max_lag : float
+        Largest ``|time - ref_time|`` (s) accepted for a match.
 
     Returns
     -------

@@ -95,7 +95,24 @@ class MechanismSpec:
 
 
 def mechanism_layout(spec):
-    """Names and shapes of the flat output of :func:`switching_quantities`."""
+    """Names and shapes of the flat output of :func:`switching_quantities`.
+
+    The flat vector of
+    :class:`~nmm_inference.switching.pytensor_ops.SwitchingMechanismOp` concatenates the
+    raveled (C order) values of :func:`switching_quantities` in this order.
+
+    Parameters
+    ----------
+    spec : MechanismSpec
+        Bands and states; gives ``S = spec.n_states`` and ``M = spec.n_bands``.
+
+    Returns
+    -------
+    list of (str, tuple of int)
+        ``(key, shape)`` pairs, in order: ``sigma_eff`` (S, M), ``a`` (M,), ``D`` (M,),
+        ``gain`` (M,), ``intensity`` (S, M), ``log_dwell`` (S,), ``freq_hz`` (M,): a flat
+        length of ``2*S*M + 4*M + S``.
+    """
     S, M = spec.n_states, spec.n_bands
     return [("sigma_eff", (S, M)), ("a", (M,)), ("D", (M,)), ("gain", (M,)),
             ("intensity", (S, M)), ("log_dwell", (S,)), ("freq_hz", (M,))]

@@ -357,10 +357,44 @@ class SwitchingMechanismOp(Op):
 def switching_mechanism(G, T, R, U, noise_std, readout, *, spec, rates=True):
     """Symbolic switching-model quantities of a CMC source (see :class:`SwitchingMechanismOp`).
 
+    The symbolic counterpart of :func:`~nmm_inference.switching.mechanism.switching_quantities`
+    (``gradient=True``), differentiable with respect to all six inputs.  Inputs may be
+    PyTensor variables or numbers/arrays; they are cast to float64.
+
+    Parameters
+    ----------
+    G : tensor-like, shape (10,)
+        Intrinsic gains G1..G10 (1/s, SPM order).
+    T : tensor-like, shape (4,)
+        Time constants of ss, sp, ii, dp (s).
+    R : tensor-like, scalar
+        Sigmoid slope (1/mV).
+    U : tensor-like, shape (4,)
+        Constant input to ss, sp, ii, dp (SPM units).
+    noise_std : tensor-like, shape (4,)
+        Input noise std per population (ss, sp, ii, dp); a vector (rank 1), not a scalar.
+    readout : tensor-like, shape (4,)
+        Sensor weights of the population voltages (SPM's LFP: ``(0, 1, 0, 0)``).
+    spec : MechanismSpec
+        Bands and states (with the rate grid fixed, see
+        :func:`~nmm_inference.switching.mechanism.assess_mechanism`).
+    rates : bool, optional
+        Compute the mean dwell times; ignored (``log_dwell`` NaN) unless ``spec`` is
+        winner-take-all.
+
     Returns
     -------
     dict of TensorVariable
-        Keys of :func:`~nmm_inference.switching.mechanism.mechanism_layout`.
+        Keys and shapes of :func:`~nmm_inference.switching.mechanism.mechanism_layout`
+        (``sigma_eff``, ``a``, ``D``, ``gain``, ``intensity``, ``log_dwell``, ``freq_hz``;
+        units as in ``switching_quantities``).  Every entry is NaN at parameter values where
+        the reduction fails, an input has the wrong length, or a declared state does not exist.
+
+    Raises
+    ------
+    ParameterError
+        If ``spec`` is not a :class:`~nmm_inference.switching.mechanism.MechanismSpec` or an
+        input has the wrong rank.
     """
     from .mechanism import mechanism_layout
 

@@ -202,15 +202,52 @@ def build_simulation_model(*, duration=600.0, noise=0.35, fit_sfreq=2.0, decode_
                            n_cells=40, gain_sd=0.1):
     """Simulate the bistable CMC and build the mechanistic switching model of its envelopes.
 
-    Parameters are those of :func:`simulation_check`.
+    Steps 1-4 of the module notes (simulation, truth, data, model); :func:`simulation_check`
+    calls it, then samples and scores.
+
+    Parameters
+    ----------
+    duration : float, optional
+        Simulated time (s) after a 2 s burn-in; at least 20 s.
+    noise : float, optional
+        White-noise std on every population input (SPM input units per sqrt(s)); also the
+        reference value of the input-noise std in the model.
+    fit_sfreq, decode_sfreq : float, optional
+        Envelope rates of the fit and of the decoding (Hz), ``0 < fit_sfreq <= decode_sfreq``;
+        the fitted envelope is every k-th decoding sample, ``k = round(rate / fit_sfreq)``
+        with ``rate`` the decoding envelope's actual rate.
+    emission_discrepancy_sd, diffusion_discrepancy_sd, rate_discrepancy_sd : float, optional
+        Prior sds of the log discrepancies of the emissions' growth rates, of their diffusions
+        and of each mechanistic switching rate (see :func:`simulation_check` for how the
+        defaults were sized).
+    random_seed : int, optional
+        Seed of the simulation.
+    g1_prior : (float, float), optional
+        Normal prior of log G1 (mean, sd); its mean is also the initial point.
+    n_cells : int, optional
+        Cells per axis of the grid of the switching-rate (backward Kolmogorov) solve.
+    gain_sd : float, optional
+        Prior sd of the log sensor gain of each band around the mechanistic gain
+        ``2 |nu_sp|`` at the true parameters (0.1: within ~10 %).
 
     Returns
     -------
     dict
-        ``model`` (pymc.Model), ``init`` (initial point), ``terms`` (SwitchingTerms),
-        ``envelope`` and ``sfreq``/``t0`` of the decoding envelope, ``labels`` (true basin at
-        each decoding sample), ``switches`` (true switch times, from, to), ``diffusion`` (true
-        mode diffusions), ``simulate_seconds``.
+        ``model`` (pymc.Model, free variables ``log_G1``, ``log_noise``, ``log_gain`` (2,),
+        ``log_floor`` (2,)); ``init`` (initial point of those variables); ``terms``
+        (:class:`~nmm_inference.switching.model.SwitchingTerms`); ``envelope`` (decoding
+        envelope, shape (n_times, 2), bands gamma and beta, first and last 1 s left out);
+        ``sfreq`` and ``t0`` (its rate, Hz, and first sample time, s); ``labels`` (true basin
+        at each decoding sample, 0 gamma, 1 beta); ``switches`` (true switch times (s), from
+        and to states, within the envelope's span); ``diffusion`` (true diffusions of the two
+        modes, 1/s); ``simulate_seconds`` (wall time of the simulation); ``state_names``;
+        ``fit_sfreq`` (rate of the fitted envelope, Hz); ``gain0`` (mechanistic gains of the
+        two bands at the true parameters).
+
+    Raises
+    ------
+    ParameterError
+        If ``duration < 20`` or not ``0 < fit_sfreq <= decode_sfreq``.
     """
     import pymc as pm
     import pytensor.tensor as pt
