@@ -188,15 +188,35 @@ def _check_summaries(means, covs, design, names, covariates):
 def marginal_loglik(means, covs, design, beta, tau):
     """Per-recording log N(m_r | X_r beta, C_r + diag(tau**2)) (theta_r integrated out).
 
+    The second-level likelihood of one recording's summary given the group parameters: with
+    ``theta_r ~ N(X_r beta, diag(tau**2))`` and ``m_r ~ N(theta_r, C_r)``, ``theta_r``
+    integrates out to ``m_r ~ N(X_r beta, C_r + diag(tau**2))``.  This is the pointwise
+    log-likelihood that :func:`fit_group` stores for LOO over recordings.  The inputs are not
+    validated (see :func:`fit_group` for the checked entry point).
+
     Parameters
     ----------
-    means : (n_rec, n_par);  covs : (n_rec, n_par, n_par);  design : (n_rec, n_cov)
-    beta : (..., n_cov, n_par);  tau : (..., n_par)
-        One or many draws (leading dims broadcast).
+    means : array, shape (n_rec, n_par)
+        First-level summary means ``m_r`` (SPM scale: the units of the parameters).
+    covs : array, shape (n_rec, n_par, n_par)
+        First-level summary covariances ``C_r`` (SPM scale, squared).
+    design : array, shape (n_rec, n_cov)
+        Design matrix ``X``; row ``r`` is ``X_r``.
+    beta : array, shape (..., n_cov, n_par)
+        Group effects (SPM scale per unit of the covariate); one or many draws.
+    tau : array, shape (..., n_par)
+        Between-recording SDs (SPM scale); one or many draws.  The leading dimensions of
+        ``beta`` and ``tau`` broadcast against each other (e.g. (chain, draw)).
 
     Returns
     -------
     ndarray, shape (..., n_rec)
+        Log density (natural log) of each recording's summary, for each draw.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        When some ``C_r + diag(tau**2)`` is not positive definite.
     """
     m = np.asarray(means, float)
     C = np.asarray(covs, float)
@@ -240,17 +260,38 @@ def fit_group(means, covs, design, *, names, covariates, recordings=None, beta_m
     beta_mask : array of bool (n_cov, n_par), optional
         Group effects allowed to be non-zero (a hypothesis); the others are held at 0.
     draws, tune, chains : int
-        NUTS settings (PyMC's sampler with the NUMBA backend).
+        NUTS settings: draws kept per chain, tuning steps per chain, number of chains (PyMC's
+        sampler with the NUMBA backend, ``target_accept=0.9``).
     random_seed : int, optional
+        Seed of :func:`pymc.sample`; ``None`` for a fresh one.
+    progressbar : bool
+        Show PyMC's progress bar.
 
     Returns
     -------
     xarray.DataTree
-        ``posterior`` with ``beta`` (covariate, param), ``tau`` (param) and ``theta``
-        (recording, param); ``log_likelihood`` with ``m`` (recording): each recording's
-        log-likelihood with its ``theta_r`` integrated out (for LOO over recordings);
-        ``observed_data`` (the summaries), ``constant_data`` (design with dims
-        recording, covariate); ``sample_stats``; attrs with provenance and convergence.
+        ``posterior`` with ``beta`` (covariate, param), ``tau`` (param), ``theta``
+        (recording, param), the standardised deviations ``eps`` (recording, param) and,
+        under a ``beta_mask`` that holds effects at 0, ``beta_free`` (the free effects);
+        ``log_likelihood`` with ``m`` (chain, draw, recording): each recording's
+        log-likelihood with its ``theta_r`` integrated out (:func:`marginal_loglik`; for LOO
+        over recordings); ``observed_data`` with ``m`` (recording, param) and ``C``
+        (recording, param, param_bis); ``constant_data`` with ``design`` (recording,
+        covariate) and ``beta_mask`` (covariate, param); ``sample_stats``.  ``attrs``:
+        ``nmm_inference_version``, ``model``, ``r_hat_max`` and ``ess_bulk_min`` (over
+        ``beta`` and ``tau``), ``n_divergent`` and ``converged`` (1 when R-hat <= 1.01, bulk
+        ESS >= 400 and no divergences, else 0).
+
+    Raises
+    ------
+    ParameterError
+        When the shapes of ``means``, ``covs`` and ``design`` do not fit each other, when
+        ``names``/``covariates`` do not match their columns, when the design is rank
+        deficient, when ``beta_mu`` is not finite or ``beta_sd`` not positive, or when
+        ``beta_mask`` is not (n_cov, n_par).
+    DataError
+        When the summaries or the design hold non-finite values, or a first-level covariance
+        is not positive definite.
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -396,7 +437,32 @@ def group_log_evidence(means, covs, design, *, beta_mu=None, beta_sd=1.0, tau_sd
 
 
 def group_effects_table(dt, *, hdi_prob=0.94):
-    """Per (covariate, parameter): posterior mean, HDI, and whether the HDI excludes zero."""
+    """Per (covariate, parameter): posterior mean, HDI, and whether the HDI excludes zero.
+
+    Parameters
+    ----------
+    dt : xarray.DataTree
+        A group fit with ``posterior["beta"]`` over dims (chain, draw, covariate, param), as
+        returned by :func:`fit_group` or :func:`nmm_inference.group_joint.fit_joint`.
+    hdi_prob : float
+        Probability mass of the highest-density interval (:func:`arviz.hdi`), in (0, 1].
+
+    Returns
+    -------
+    list of dict
+        One row per (covariate, param), covariates outer and parameters inner in the order
+        of the fit's coordinates, with keys ``covariate`` and ``param`` (str), ``mean`` and
+        ``sd`` (posterior mean and SD over all draws, SPM scale), ``hdi_low`` and
+        ``hdi_high`` (HDI bounds) and ``excludes_zero`` (bool: the HDI lies wholly above or
+        wholly below 0).
+
+    Raises
+    ------
+    KeyError
+        When ``dt`` has no ``posterior`` group or it has no ``beta``.
+    ValueError
+        When ``hdi_prob`` is outside (0, 1] (raised by ArviZ).
+    """
     import arviz as az
 
     beta = dt["posterior"]["beta"]

@@ -8,9 +8,8 @@ the constructor (``Parameters``, or ``Attributes`` for data classes whose fields
 constructor's parameters).  numpydoc itself is not a dependency, so the sections are parsed
 here (``_sections``), and the parser is tested on its own first.
 
-Offenders in modules owned by other work streams are listed in ``KNOWN_OFFENDERS``: a new
-offender fails the test; a listed one that has been fixed only warns, so that the list can be
-trimmed.
+There is no allowance list: every public object must pass (issue 8 closed the last three,
+in ``nmm_inference.group``).
 """
 from __future__ import annotations
 
@@ -18,7 +17,6 @@ import importlib
 import inspect
 import pkgutil
 import re
-import warnings
 
 import pytest
 
@@ -28,16 +26,6 @@ _HEADER = re.compile(r"^(?P<indent>[ \t]*)(?P<title>[A-Z][A-Za-z ]+)\n(?P=indent
 
 #: Sections in which each parameter can be documented.
 PARAM_SECTIONS = ("Parameters", "Other Parameters", "Attributes")
-
-#: ``"module:qualname"`` of known offenders in modules this work stream does not own (listed
-#: in the report of issue 8, with the reasons); must not grow.  Every other module's offenders
-#: were fixed: only ``group`` remains.
-KNOWN_OFFENDERS: set[str] = {
-    'nmm_inference.group:fit_group',
-    'nmm_inference.group:group_effects_table',
-    'nmm_inference.group:marginal_loglik',
-}
-
 
 def _sections(doc: str) -> dict[str, str]:
     """Numpydoc sections of a cleaned docstring: ``{title: body}`` (summary under "")."""
@@ -188,12 +176,8 @@ def test_public_api_has_numpydoc_docstrings():
         probs = _problems(obj)
         if probs:
             offenders[key] = "; ".join(probs)
-    new = sorted(set(offenders) - KNOWN_OFFENDERS)
-    fixed = sorted(KNOWN_OFFENDERS - set(offenders))
-    if fixed:
-        warnings.warn(f"fixed, remove from KNOWN_OFFENDERS: {fixed}", stacklevel=1)
-    assert not new, "public objects without a numpydoc docstring:\n" + "\n".join(
-        f"{k}: {offenders[k]}" for k in new)
+    assert not offenders, "public objects without a numpydoc docstring:\n" + "\n".join(
+        f"{k}: {v}" for k, v in offenders.items())
 
 
 @pytest.mark.parametrize("module", ["nmm_inference.cli", "nmm_inference.report", "nmm_inference.viz",
