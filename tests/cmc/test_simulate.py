@@ -18,6 +18,7 @@ from scipy import signal
 from scipy.integrate import solve_ivp
 
 from nmm_inference.cmc.equations import fixed_point, jacobian, neural_from_spm, vector_field
+from nmm_inference.params import canonical_spm
 from nmm_inference.cmc.simulate import (
     _antialias_design,
     _stage1_response,
@@ -253,6 +254,24 @@ def test_constant_drive_mean_is_fixed_point(delays):
     v = x[:, 0::2]
     se = v.std(axis=0) * np.sqrt(2 * 0.1 / 60.0)  # correlation time < 0.1 s
     assert np.all(np.abs(v.mean(axis=0) - xs[0::2]) < 5 * se + 1e-6)
+
+
+def test_mode_at_hopf_point_is_not_rejected_by_the_stability_check():
+    # reason: a mode with Re(lambda) ~ -1e-9 (at the Hopf point) gains only ~1e-5 1/s of growth
+    # from the Heun step; the check once rejected it at any dt, stopping simulations at sigma = 0
+    from scipy.optimize import brentq
+
+    def P_of(g3):
+        return {"S": np.array([[0.5]]), "G": np.array([[0.0, 0.0, g3, 0.0]])}
+
+    def maxre(g3):
+        nm = neural_from_spm(canonical_spm(P_of(g3), 1))
+        return np.max(np.linalg.eigvals(jacobian(nm, fixed_point(nm))).real)
+
+    g0 = brentq(lambda g: maxre(g) + 1e-9, 1.75, 2.0, xtol=1e-15)
+    assert -1e-7 < maxre(g0) < 0.0
+    _, x = simulate_cmc_states(P_of(g0), duration=0.2, noise_std=0.01, dt=5e-5, random_seed=0)
+    assert np.all(np.isfinite(x))
 
 
 def test_stiff_parameters_auto_dt_and_explicit_dt_error():
