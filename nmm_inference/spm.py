@@ -64,7 +64,7 @@ _FREE_FIELDS = ("T", "G", "D", "S", "L", "J", "a", "b", "c", "d", "f")
 
 def invert_csd(hz, y, *, dof, random_seed=None, sampler="nutpie", draws=1000, tune=1000,
                chains=4, likelihood="gamma", data_scale="auto", dof_scale="recorded",
-               priors=None, **fit_kwargs):
+               priors=None, leakage=None, **fit_kwargs):
     """Posterior over the one-source LFP CMC parameters given an observed auto-spectrum.
 
     SPM's 25 free parameters and priors (``spm_cmc_priors``, ``spm_L_priors``,
@@ -110,6 +110,10 @@ def invert_csd(hz, y, *, dof, random_seed=None, sampler="nutpie", draws=1000, tu
     priors : dict, optional
         ``{name: (mean, sd)}`` overrides of SPM's priors (names as in
         :func:`nmm_inference.params.parameter_table`).
+    leakage : None | (nu, W), optional
+        Spectral leakage of the estimate: expected bin values ``W @ S(nu)`` (see
+        :class:`nmm_inference.inference.CMCModel`); ``None`` (default) compares bin by bin
+        as SPM does.
     **fit_kwargs
         Passed to :meth:`nmm_inference.inference.CMCModel.fit` (``target_accept``,
         ``n_starts``, ``min_mode_weight``, ``cores``, ...).
@@ -140,7 +144,7 @@ def invert_csd(hz, y, *, dof, random_seed=None, sampler="nutpie", draws=1000, tu
     from .inference.model import CMCModel
 
     model = CMCModel(y, freqs=hz, dof=dof, likelihood=likelihood, data_scale=data_scale,
-                     dof_scale=dof_scale, priors=priors)
+                     dof_scale=dof_scale, priors=priors, leakage=leakage)
     return model.fit(sampler=sampler, draws=draws, tune=tune, chains=chains,
                      random_seed=random_seed, **fit_kwargs)
 

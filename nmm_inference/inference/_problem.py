@@ -69,6 +69,7 @@ class Problem:
     free: list | None = None
     reject_growing: bool = False
     dof_scale: str = "recorded"
+    leakage: tuple | None = None   # (nu, W): expected bin value = W @ S(nu)
 
     def __post_init__(self):
         if self.likelihood not in LIKELIHOODS:
@@ -84,6 +85,16 @@ class Problem:
         if self.dof_scale == "fit" and self.likelihood != "gamma":
             raise ParameterError("dof_scale='fit' applies to the Gamma likelihood only (SPM's "
                                  "Gaussian has its own precision hyperparameter)")
+        self._leak = None
+        if self.leakage is not None:
+            if not (isinstance(self.leakage, (tuple, list)) and len(self.leakage) == 2):
+                raise ParameterError("leakage must be None or a pair (nu, W) with the expected "
+                                     "bin values W @ S(nu), e.g. from "
+                                     "nmm_inference.features.leakage.welch_expectation_matrix")
+            try:
+                self._leak = T.leakage_grid(self.hz, self.leakage[0], self.leakage[1])
+            except ValueError as err:
+                raise ParameterError(f"bad leakage operator: {err}") from None
         table = {s.name: s for s in parameter_table(1)}
         known = set(FREE_NAMES) | {LOG_PRECISION, LOG_DOF_SCALE}
         for nm in list(self.priors) + list(self.fixed) + list(self.free or []):
@@ -235,7 +246,8 @@ class Problem:
                       theta_base=self.base, mu=self.mu, prec=self.prec, lik=self.lik_code,
                       const=self.const, fold=self.fold, reject=self.reject_growing, modes=modes,
                       chols=chols, log_weights=log_weights, scale_prior=self.scale_prior,
-                      lp_max=lp_max, dof_scale_free=self.dof_scale == "fit")
+                      lp_max=lp_max, dof_scale_free=self.dof_scale == "fit",
+                      leakage=self._leak)
 
     def logp(self, phi, grad=True):
         """Log posterior (up to the data-independent constant of flat priors) and gradient."""
@@ -258,7 +270,8 @@ class Problem:
             p_pos = 1.0 / (1.0 + np.exp(-2.0 * ell * mu / v))   # N(l;mu)/(N(l;mu)+N(-l;mu))
             sign = np.where(rng.uniform(size=n) < p_pos, 1.0, -1.0)
             th[:, self.free_idx[self.fold]] = sign * ell
-        S = T.spectra_many(np.ascontiguousarray(th), np.array(self.hz, dtype=np.float64))
+        S = T.spectra_many(np.ascontiguousarray(th), np.array(self.hz, dtype=np.float64),
+                           self._buf if self._leak is not None else None)
         if self.lik_code == T.LIK_GAMMA_MARGINAL:
             kap = self.kappa(th)
             B = kap * np.sum(self.alpha * self.y_int / S, axis=1)

@@ -28,6 +28,17 @@ Likelihood codes
     SPM's Gaussian likelihood on the (scaled) spectrum, precision ``exp(h) * Q_f`` with
     ``Q_f = 1 / (y_f**2 + max(y**2) / 32)`` (``spm_dcm_csd_Q`` for one channel).
 
+Spectral leakage (opt-in)
+-------------------------
+With a leakage operator ``(nu, W)`` in the buffer (header entries 17-19: flag, fine-grid
+size, offset) the kernel is evaluated on the fine grid ``nu`` and the expected bin values
+are ``S = W @ S(nu)``, ``J = W @ J(nu)`` (linear), e.g. the expectation of a Welch estimate
+(:func:`nmm_inference.features.leakage.welch_expectation_matrix`).  SPM's bin-indexed terms
+(the DCT basis of the innovation spectrum, the ``f(2)`` ramp) are taken at the fractional
+bin index of ``nu`` (:func:`leakage_grid`).  Everything downstream (gain coordinate,
+likelihoods, gradients) is unchanged; without the operator the arithmetic is the same as
+before, bit for bit.
+
 Warped target
 -------------
 For modes ``m_k`` with Laplace covariances ``Sigma_k = L_k L_k^T`` and weights ``c_k`` the
@@ -78,8 +89,12 @@ _SKIP = 20.0          # skip warp terms whose weight is certainly below e^-20
 
 def pack(*, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const, fold, reject, modes,
          chols, log_weights, scale_prior=(0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0), lp_max=np.inf,
-         dof_scale_free=False):
-    """Pack everything the target needs into one float64 buffer (see :func:`_unpack`)."""
+         dof_scale_free=False, leakage=None):
+    """Pack everything the target needs into one float64 buffer (see :func:`_unpack`).
+
+    ``leakage`` is ``None`` or ``(nu, lnf, Xd, ramp, W)`` (see :func:`leakage_grid`): the
+    kernel is then evaluated on the fine grid ``nu`` and mapped to the bins with ``W``.
+    """
     hz = np.ascontiguousarray(hz, float)
     nf = hz.size
     d = len(free_idx)
@@ -97,8 +112,74 @@ def pack(*, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const, fold, r
              np.asarray(free_idx, float), np.asarray(theta_base, float),
              np.asarray(mu, float), np.asarray(prec, float), modes.ravel(), chols.ravel(),
              linv.ravel(), np.asarray(log_weights, float), logdet]
+    if leakage is not None:
+        nu, lnf, Xd, ramp, W = (np.asarray(a, float) for a in leakage)
+        if W.shape != (nf, nu.size) or Xd.shape != (nu.size, 4) or lnf.shape != nu.shape \
+                or ramp.shape != nu.shape:
+            raise ValueError(f"leakage arrays do not fit: W {W.shape}, nu {nu.shape}, Xd "
+                             f"{Xd.shape} for {nf} bins")
+        header[17] = 1.0
+        header[18] = nu.size
+        header[19] = sum(np.size(p) for p in parts)
+        parts += [nu, lnf, Xd, ramp, W]
     buf = np.ascontiguousarray(np.concatenate([np.ravel(p) for p in parts]))
     return buf
+
+
+def leakage_grid(hz, nu, W):
+    """Fine-grid quantities of the leakage operator, checked.
+
+    The DCT basis of SPM's neuronal-innovation spectrum and the filter ramp ``f(2)`` are
+    functions of the bin *index*; on the fine grid they are evaluated at the fractional index
+    of ``nu`` (linear in frequency between bins, extrapolated with the end spacings), so the
+    fine-grid spectrum equals the bin spectrum wherever ``nu`` coincides with ``hz``.
+
+    Parameters
+    ----------
+    hz : array-like, shape (n_bins,)
+        Bin frequencies (Hz, increasing).
+    nu : array-like, shape (n_fine,)
+        Fine frequency grid (Hz, positive, finite).
+    W : array-like, shape (n_bins, n_fine)
+        Expectation operator: expected bin value ``= W @ S(nu)``.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(nu, lnf, Xd, ramp, W)``, C-contiguous float64: ``lnf = log(nu)``, ``Xd`` (n_fine,
+        4) the DCT basis at the fractional bin index, ``ramp`` the factor of ``f(2)``.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit, non-finite or non-positive ``nu``, non-finite ``W``.
+    """
+    hz = np.ascontiguousarray(hz, float)
+    nu = np.ascontiguousarray(nu, float)
+    W = np.ascontiguousarray(W, float)
+    nf = hz.size
+    if nu.ndim != 1 or nu.size == 0:
+        raise ValueError(f"leakage grid nu must be a non-empty 1-D array, got shape {nu.shape}")
+    if W.shape != (nf, nu.size):
+        raise ValueError(f"leakage matrix W must have shape (n_bins, n_fine) = ({nf}, {nu.size}), "
+                         f"got {W.shape}")
+    if not (np.all(np.isfinite(nu)) and np.all(nu > 0)):
+        raise ValueError("leakage grid nu must be finite and positive")
+    if not np.all(np.isfinite(W)):
+        raise ValueError("leakage matrix W has non-finite entries")
+    idx = np.arange(nf, dtype=float)
+    if nf > 1:
+        fi = np.interp(nu, hz, idx)
+        lo, hi = nu < hz[0], nu > hz[-1]
+        fi[lo] = (nu[lo] - hz[0]) / (hz[1] - hz[0])
+        fi[hi] = nf - 1 + (nu[hi] - hz[-1]) / (hz[-1] - hz[-2])
+    else:
+        fi = np.zeros(nu.size)
+    Xd = np.empty((nu.size, 4))
+    for m in range(4):
+        Xd[:, m] = np.sqrt(2.0 / nf) * np.cos(np.pi * (2 * fi + 1) * (m + 1) / (2 * nf))
+    ramp = (fi + 1) / nf
+    return nu, np.log(nu), np.ascontiguousarray(Xd), ramp, W
 
 
 # Explicit signatures of the functions that contain the spectral kernel (see the note in
@@ -107,8 +188,13 @@ _F1 = numba.types.float64[::1]
 _B = numba.types.boolean
 _I = numba.types.int64
 _F = numba.types.float64
-_SIG_LOGLIK = [(_F1, _F1, _F1, _F1, _F1, _I, _F, _B, _F1, _F, _B, _B, _B)]
-_SIG_LOGPOST = [(_F1, _F1, _F1, _F1, _F1, _F1, _F1, _F1, _F1, _I, _F, _I, _B, _F1, _B, _B)]
+_F2 = numba.types.float64[:, ::1]
+#: the leakage arrays (fine grid, its log, DCT basis, f(2) ramp, W) and the flag
+_LEAK = (_F1, _F1, _F2, _F1, _F2, _B)
+_SIG_LOGLIK = [(_F1, _F1, _F1, _F1, _F1, _I, _F, _B, _F1, _F, _B, _B, _B) + _LEAK]
+_SIG_LOGPOST = [(_F1, _F1, _F1, _F1, _F1, _F1, _F1, _F1, _F1, _I, _F, _I, _B, _F1, _B, _B)
+                + _LEAK]
+_SIG_LEAKMAP = [(_F1, _F2, _F1, _F, _F1, _F1, _F2, _B)]
 _SIG_WARP = [(_F1, _F1, _B)]
 
 
@@ -144,6 +230,53 @@ def _unpack(buf):
     o += K
     logdet = buf[o:o + K]
     return d, nf, K, hz, y, alpha, q, free_idx, theta_base, mu, prec, M, L, Li, logc, logdet
+
+
+@numba.njit(cache=True)
+def _unpack_leak(buf):
+    """``(nu, lnf, Xd, ramp, W, on)`` of the buffer (empty arrays when leakage is off)."""
+    nf = int(buf[1])
+    on = buf[17] > 0.5
+    nn = int(buf[18]) if on else 0
+    o = int(buf[19]) if on else 0
+    nu = buf[o:o + nn]
+    o += nn
+    lnf = buf[o:o + nn]
+    o += nn
+    Xd = buf[o:o + 4 * nn].reshape((nn, 4))
+    o += 4 * nn
+    ramp = buf[o:o + nn]
+    o += nn
+    W = buf[o:o + (nf if on else 0) * nn].reshape((nf if on else 0, nn))
+    return nu, lnf, Xd, ramp, W, on
+
+
+@numba.njit(_SIG_LEAKMAP, cache=True, error_model="numpy")
+def _leak_map(Sf, Jf, th, f2, lnf, ramp, W, want_grad):
+    """Map a fine-grid kernel output (computed with ``f(2) = 0``) to the bins.
+
+    Applies the ``f(2)`` ramp on the fine grid, then ``W``: returns the bin spectrum, the bin
+    Jacobian (column 13 always holds the neural part of the spectrum, gradient or not) and
+    the derivative of the neural part in ``f(2)``.
+    """
+    nn = Sf.shape[0]
+    M = np.zeros((nn, 25))
+    Sff = np.empty(nn)
+    for i in range(nn):
+        fl = np.exp(f2 * ramp[i])
+        Sff[i] = Sf[i] * fl
+        if want_grad:
+            for p in range(25):
+                M[i, p] = Jf[i, p] * fl
+        else:
+            noise = (np.exp(th[15] - 2.0 - np.exp(th[16]) * lnf[i])
+                     + np.exp(th[17] - 2.0 - np.exp(th[18]) * lnf[i])) * np.exp(th[23]) * fl
+            M[i, 13] = Sff[i] - noise
+        M[i, 24] = Sff[i] * ramp[i]
+    dn = np.empty(nn)
+    for i in range(nn):
+        dn[i] = M[i, 13] * ramp[i]
+    return W @ Sff, W @ M, W @ dn
 
 
 # ----------------------------------------------------------------------------- log posterior
@@ -231,7 +364,7 @@ def _digamma(x):
 
 @numba.njit(_SIG_LOGLIK, cache=True, error_model="numpy")
 def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, want_grad,
-            dof_free):
+            dof_free, lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak):
     """Log-likelihood and its gradient with respect to the 26-vector theta.
 
     With ``use_gain`` the LFP gain is not read from ``theta[10]`` but set from the gain
@@ -240,6 +373,9 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
     kernel's derivative in ``a(1)``).  Returns ``(ll, grad, ell, dlogell)``: ``grad`` is the
     partial gradient at fixed gain (its entry 10 is d ll / d L), ``ell = |L|`` and
     ``dlogell`` (26) the gradient of ``log|L|`` in the other parameters at fixed ``gain_u``.
+
+    With ``leak`` the kernel is evaluated on the fine grid ``lk_nu`` and spectrum and
+    Jacobian are mapped to the bins with ``lk_W`` (see :func:`_leak_map`).
     """
     nf = hz.shape[0]
     grad = np.zeros(N_THETA)
@@ -247,8 +383,19 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
     th = theta[:25].copy()
     if use_gain:
         th[10] = 1.0
-    lnf, Xd = _grid(hz)
-    S, J, status, maxre = _kernel_grid(th, hz, lnf, Xd, want_grad, _MAX_ITER, _TOL)
+    f2 = th[24]
+    if leak:
+        gz = lk_nu
+        lnf = lk_lnf
+        Xd = lk_Xd
+        th[24] = 0.0
+    else:
+        gz = hz
+        lnf, Xd = _grid(hz)
+    S, J, status, maxre = _kernel_grid(th, gz, lnf, Xd, want_grad, _MAX_ITER, _TOL)
+    dnu24 = np.empty(0)
+    if leak:
+        S, J, dnu24 = _leak_map(S, J, th, f2, lk_lnf, lk_ramp, lk_W, want_grad)
     ell = abs(theta[10])
     if reject and status == 1:
         return -np.inf, grad, ell, dlogell
@@ -256,7 +403,7 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
         if not (np.isfinite(S[f]) and S[f] > 0.0):
             return -np.inf, grad, ell, dlogell
     if use_gain:
-        if not want_grad:    # the neural part without the Jacobian: spectrum minus noise
+        if not want_grad and not leak:   # the neural part without the Jacobian
             for f in range(nf):
                 lf = np.log(hz[f])
                 noise = (np.exp(th[15] - 2.0 - np.exp(th[16]) * lf)
@@ -284,7 +431,7 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
                 acc = 0.0
                 for f in range(nf):
                     if p == 24:
-                        dnu = J[f, 13] * (f + 1) / nf
+                        dnu = dnu24[f] if leak else J[f, 13] * (f + 1) / nf
                     elif p == 23:
                         dnu = J[f, 13]
                     else:
@@ -300,7 +447,10 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
                     elif p == 23:
                         J[f, p] = S[f]
                     elif p == 24:
-                        J[f, p] = S[f] * (f + 1) / nf
+                        if leak:
+                            J[f, p] = J[f, p] + (l2 - 1.0) * dnu24[f]
+                        else:
+                            J[f, p] = S[f] * (f + 1) / nf
                     elif p < 15 or p > 18:
                         J[f, p] = J[f, p] * l2
         for f in range(nf):
@@ -356,7 +506,7 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
 
 @numba.njit(_SIG_LOGPOST, cache=True, error_model="numpy")
 def _logpost(phi, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const, fold, reject, sp,
-             want_grad, dof_free):
+             want_grad, dof_free, lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak):
     """Unnormalised log posterior (prior normalising constants included) and gradient.
 
     ``-inf`` where the kernel raises (e.g. a singular matrix).
@@ -384,7 +534,8 @@ def _logpost(phi, hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const, f
     gain_u = phi[fold] if fold >= 0 else 0.0
     try:
         ll, gt, ell, dlogell = _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u,
-                                       fold >= 0, want_grad, dof_free)
+                                       fold >= 0, want_grad, dof_free, lk_nu, lk_lnf, lk_Xd,
+                                       lk_ramp, lk_W, leak)
     except Exception:  # noqa: BLE001
         return -np.inf, np.zeros(d)
     if not np.isfinite(ll):
@@ -421,6 +572,7 @@ def abs_gain_many(Phi, buf):
     (d, nf, K, hz, y, alpha, q, free_idx, theta_base, mu, prec, M, L, Li, logc,
      logdet) = _unpack(buf)
     fold = int(buf[6])
+    lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak = _unpack_leak(buf)
     n = Phi.shape[0]
     out = np.full(n, np.nan)
     for t in range(n):
@@ -429,7 +581,8 @@ def abs_gain_many(Phi, buf):
             theta[int(free_idx[i])] = Phi[t, i]
         try:
             ll, gt, ell, dl = _loglik(theta, hz, y, alpha, q, int(buf[3]), buf[5], False,
-                                      buf[8:15], Phi[t, fold], True, False, buf[16] > 0.5)
+                                      buf[8:15], Phi[t, fold], True, False, buf[16] > 0.5,
+                                      lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak)
             out[t] = ell
         except Exception:  # noqa: BLE001
             out[t] = np.nan
@@ -441,19 +594,31 @@ def neural_power_many(Phi, buf):
     """``N`` (data-weighted neural power at unit gain) for each row of ``Phi``."""
     (d, nf, K, hz, y, alpha, q, free_idx, theta_base, mu, prec, M, L, Li, logc,
      logdet) = _unpack(buf)
+    lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak = _unpack_leak(buf)
     n = Phi.shape[0]
     out = np.full(n, np.nan)
-    lnf, Xd = _grid(hz)
+    if leak:
+        gz = lk_nu
+        lnf = lk_lnf
+        Xd = lk_Xd
+    else:
+        gz = hz
+        lnf, Xd = _grid(hz)
     for t in range(n):
         theta = theta_base.copy()
         for i in range(d):
             theta[int(free_idx[i])] = Phi[t, i]
         theta[10] = 1.0
+        th = theta[:25].copy()
+        f2 = th[24]
+        if leak:
+            th[24] = 0.0
         try:
-            S, J, status, maxre = _kernel_grid(theta[:25].copy(), hz, lnf, Xd, True, _MAX_ITER,
-                                               _TOL)
+            S, J, status, maxre = _kernel_grid(th, gz, lnf, Xd, True, _MAX_ITER, _TOL)
         except Exception:  # noqa: BLE001
             continue
+        if leak:
+            S, J, dn = _leak_map(S, J, th, f2, lk_lnf, lk_ramp, lk_W, True)
         A = 0.0
         acc = 0.0
         for f in range(nf):
@@ -468,8 +633,10 @@ def logpost_buf(phi, buf, want_grad):
     """Log posterior at ``phi`` (length d) for a packed buffer."""
     (d, nf, K, hz, y, alpha, q, free_idx, theta_base, mu, prec, M, L, Li, logc,
      logdet) = _unpack(buf)
+    lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak = _unpack_leak(buf)
     return _logpost(phi, hz, y, alpha, q, free_idx, theta_base, mu, prec, int(buf[3]), buf[5],
-                    int(buf[6]), buf[7] > 0.5, buf[8:15], want_grad, buf[16] > 0.5)
+                    int(buf[6]), buf[7] > 0.5, buf[8:15], want_grad, buf[16] > 0.5, lk_nu,
+                    lk_lnf, lk_Xd, lk_ramp, lk_W, leak)
 
 
 @numba.njit(_SIG_WARP, cache=True, error_model="numpy")
@@ -490,6 +657,7 @@ def _warp_terms(z, buf, want_grad):
     sp = buf[8:15]
     lpmax = buf[15]
     dof_free = buf[16] > 0.5
+    lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak = _unpack_leak(buf)
     terms = np.full(K, -np.inf)
     grads = np.zeros((K, d))
     phis = np.empty((K, d))
@@ -506,7 +674,8 @@ def _warp_terms(z, buf, want_grad):
         phis[k] = phi
     if K == 1:
         lp, g = _logpost(phis[0], hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const,
-                         fold, reject, sp, want_grad, dof_free)
+                         fold, reject, sp, want_grad, dof_free, lk_nu, lk_lnf, lk_Xd,
+                         lk_ramp, lk_W, leak)
         terms[0] = lp + logdet[0]
         if want_grad:
             for j in range(d):
@@ -541,7 +710,8 @@ def _warp_terms(z, buf, want_grad):
         if lpmax + cheap[k] < best - _SKIP:
             continue
         lp, g = _logpost(phis[k], hz, y, alpha, q, free_idx, theta_base, mu, prec, lik, const,
-                         fold, reject, sp, want_grad, dof_free)
+                         fold, reject, sp, want_grad, dof_free, lk_nu, lk_lnf, lk_Xd,
+                         lk_ramp, lk_W, leak)
         if not np.isfinite(lp):
             continue
         terms[k] = lp + cheap[k]
@@ -642,16 +812,51 @@ def warp_logp_many(Z, buf):
     return out
 
 
+def spectra_many(Theta, hz, buf=None):
+    """Predicted spectra (n, nf) for many 25-vectors (rows of Theta).
+
+    Parameters
+    ----------
+    Theta : ndarray, shape (n, >= 25)
+        Parameter vectors (the first 25 entries are used).
+    hz : ndarray, shape (nf,)
+        Bin frequencies (Hz).
+    buf : ndarray | None
+        A packed buffer (:func:`pack`) whose leakage operator, if any, is applied.
+
+    Returns
+    -------
+    ndarray, shape (n, nf)
+        Spectra (``inf`` where the kernel fails).
+    """
+    Theta = np.ascontiguousarray(Theta, dtype=np.float64)
+    hz = np.ascontiguousarray(hz, dtype=np.float64)
+    if buf is None:
+        buf = np.zeros(HEADER)
+        buf[1] = hz.size
+    return _spectra_many(Theta, hz, *_unpack_leak(np.ascontiguousarray(buf, dtype=np.float64)))
+
+
 @numba.njit(cache=True, error_model="numpy")
-def spectra_many(Theta, hz):
-    """Predicted spectra (n, nf) for many 25-vectors (rows of Theta)."""
+def _spectra_many(Theta, hz, lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak):
     n = Theta.shape[0]
     out = np.empty((n, hz.shape[0]))
-    lnf, Xd = _grid(hz)
+    if leak:
+        gz = lk_nu
+        lnf = lk_lnf
+        Xd = lk_Xd
+    else:
+        gz = hz
+        lnf, Xd = _grid(hz)
     for t in range(n):
         try:
-            S, J, status, maxre = _kernel_grid(Theta[t, :25].copy(), hz, lnf, Xd, False,
-                                               _MAX_ITER, _TOL)
+            th = Theta[t, :25].copy()
+            f2 = th[24]
+            if leak:
+                th[24] = 0.0
+            S, J, status, maxre = _kernel_grid(th, gz, lnf, Xd, False, _MAX_ITER, _TOL)
+            if leak:
+                S, J, dn = _leak_map(S, J, th, f2, lk_lnf, lk_ramp, lk_W, False)
             out[t] = S
         except Exception:  # noqa: BLE001
             out[t] = np.inf

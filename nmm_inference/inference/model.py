@@ -108,6 +108,13 @@ class CMCModel:
     reject_growing : bool
         Give zero likelihood to parameters whose delayed Jacobian has growing modes (SPM's
         eigenvalue conditioning is used otherwise, as in SPM).
+    leakage : None | (nu, W) | "auto"
+        Spectral leakage of the estimate (opt-in; default ``None``: the model spectrum is
+        compared with the data bin by bin, as in SPM).  ``(nu, W)``: the expected value of
+        the estimate is ``W @ S(nu)`` for the model spectrum ``S`` on the fine grid ``nu``
+        (:func:`nmm_inference.features.leakage.welch_expectation_matrix`).  ``"auto"``:
+        built from the Welch settings that :func:`nmm_inference.features.compute_psd`
+        stores in the features' attributes (Welch estimates only).
 
     Examples
     --------
@@ -123,7 +130,7 @@ class CMCModel:
     def __init__(self, features=None, *, freqs=None, dof=None, channel=None, n_sources=1,
                  forward=None, backward=None, lateral=None, free=None, fixed=None, priors=None,
                  likelihood="gamma", data_scale="auto", dof_scale="recorded",
-                 reject_growing=False):
+                 reject_growing=False, leakage=None):
         self.features = features
         self.freqs = freqs
         self.dof = dof
@@ -139,6 +146,7 @@ class CMCModel:
         self.data_scale = data_scale
         self.dof_scale = dof_scale
         self.reject_growing = reject_growing
+        self.leakage = leakage
 
     # ------------------------------------------------------------------ data and build
 
@@ -190,6 +198,32 @@ class CMCModel:
         hz, y, dof = check_spectrum(hz, y, dof)
         return hz, y, dof, ch_name, attrs
 
+    def _leakage(self, hz, attrs):
+        lk = self.leakage
+        if lk is None or not isinstance(lk, str):
+            return lk
+        if lk != "auto":
+            raise ParameterError(f"leakage must be None, (nu, W) or 'auto', got {lk!r}")
+        import json
+
+        from ..features.leakage import welch_expectation_matrix
+
+        try:
+            st = json.loads(attrs["settings"])
+            sfreq = float(attrs["sfreq"])
+        except (KeyError, TypeError, ValueError):
+            raise ParameterError("leakage='auto' needs the output of compute_psd (its attrs "
+                                 "'settings' and 'sfreq'); pass leakage=(nu, W) instead") from None
+        if st.get("method") != "welch" or st.get("detrend") not in ("constant", None):
+            raise ParameterError("leakage='auto' supports Welch estimates with constant or no "
+                                 f"detrending (got method={st.get('method')!r}, detrend="
+                                 f"{st.get('detrend')!r}); pass leakage=(nu, W) instead")
+        win = st.get("window") or "hann"
+        win = tuple(win) if isinstance(win, list) else win
+        return welch_expectation_matrix(hz, sfreq=sfreq, n_per_seg=int(st["n_per_seg"]),
+                                        window=win,
+                                        detrend=st.get("detrend"))
+
     def _problem(self):
         if getattr(self, "problem_", None) is None:
             hz, y, dof, ch, attrs = self._data()
@@ -198,7 +232,8 @@ class CMCModel:
                                     fixed=dict(self.fixed or {}),
                                     free=list(self.free) if self.free is not None else None,
                                     reject_growing=self.reject_growing,
-                                    dof_scale=self.dof_scale)
+                                    dof_scale=self.dof_scale,
+                                    leakage=self._leakage(hz, attrs))
             self._channel = ch
             self._feature_attrs = attrs
         return self.problem_
@@ -219,7 +254,7 @@ class CMCModel:
         return Problem(hz=prob.hz, y=prob.y, dof=prob.dof, likelihood=prob.likelihood,
                        data_scale=data_scale, priors=prob.priors, fixed=prob.fixed,
                        free=prob.free, reject_growing=prob.reject_growing,
-                       dof_scale=prob.dof_scale)
+                       dof_scale=prob.dof_scale, leakage=prob.leakage)
 
     @property
     def param_names(self):
