@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import os
 
+import numpy as np
 import pytest
 
 
@@ -15,3 +16,13 @@ def importorskip(name: str):
         if os.environ.get("NMM_REQUIRE_ALL_DEPS"):
             pytest.fail(f"required dependency {name!r} is missing in this environment: {exc}")
         pytest.skip(f"{name} not installed")
+
+
+def fd_grad(f, x, h=1e-6):
+    """Central finite-difference gradient of the scalar function ``f`` at ``x``."""
+    g = np.empty_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return g

@@ -11,16 +11,9 @@ from nmm_inference.inference import CMCModel
 from nmm_inference.inference import _target as T
 from nmm_inference.inference._problem import Problem
 
+from tests.helpers import fd_grad
+
 SFREQ, NPS = 128.0, 128   # 1 Hz bins
-
-
-def fd_grad(f, x, h=1e-6):
-    g = np.empty_like(x)
-    for i in range(x.size):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
 
 
 @pytest.fixture(scope="module")

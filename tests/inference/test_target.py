@@ -9,14 +9,7 @@ from nmm_inference.inference import _target as T
 from nmm_inference.inference._problem import Problem
 from nmm_inference.inference.laplace import find_components, find_modes
 
-
-def fd_grad(f, x, h=1e-6):
-    g = np.empty_like(x)
-    for i in range(x.size):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
+from tests.helpers import fd_grad
 
 
 @pytest.fixture(scope="module")
