@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConvergenceWarning
+from ..errors import ConvergenceWarning, ParameterError
 
 logger = logging.getLogger("nmm_inference")
 
@@ -145,9 +145,65 @@ def _same_basin(problem, a, b, lpa, lpb, barrier):
     return True
 
 
+def _continuation(problem, continuation):
+    """``{index: value}`` of the parameters held in the first stage of a continuation start."""
+    from ._problem import LOG_DOF_SCALE
+
+    if continuation is None:
+        return {}
+    if isinstance(continuation, str):
+        if continuation != "auto":
+            raise ParameterError(f"continuation must be 'auto', None or a dict, got {continuation!r}")
+        continuation = {LOG_DOF_SCALE: 0.0} if LOG_DOF_SCALE in problem.names else {}
+    out = {}
+    for nm, v in continuation.items():
+        if nm not in problem.names:
+            raise ParameterError(f"continuation names {nm!r}, which is not a free parameter "
+                             f"(free: {problem.names})")
+        if not np.isfinite(v):
+            raise ParameterError(f"continuation value of {nm!r} is not finite: {v!r}")
+        out[problem.names.index(nm)] = float(v)
+    return out
+
+
+def _held_maximum(fun, u0, hold, c0, s, maxiter):
+    """Maximise with the coordinates in ``hold`` fixed; the whitened point, or None."""
+    from scipy.optimize import minimize
+
+    d = u0.size
+    idx = np.array(sorted(hold))
+    free = np.setdiff1d(np.arange(d), idx)
+    u = u0.copy()
+    u[idx] = [(hold[i] - c0[i]) / s[i] for i in idx]
+
+    def fh(uf):
+        uu = u.copy()
+        uu[free] = uf
+        f, g = fun(uu)
+        return f, g[free]
+
+    if fh(u[free])[0] >= 1e12:
+        return None
+    r = minimize(fh, u[free], jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
+    if r.fun >= 1e12:
+        return None
+    u[free] = r.x
+    return u
+
+
 def find_modes(problem, *, n_starts=32, random_seed=None, max_delta=25.0, barrier=1.0,
-               maxiter=3000):
+               maxiter=3000, continuation="auto"):
     """Multi-start MAP: local maxima of the posterior with Laplace approximations.
+
+    With a free dof factor (``dof_scale="fit"``, parameter ``log_dof_scale``) every start is
+    also run by continuation: first maximised with ``log_dof_scale`` held at 0 (the data
+    weighted by their recorded dof), then with all parameters free.  A spectrum the model
+    can follow only with parameters far from the start otherwise draws the optimiser into
+    the basin where kappa shrinks and the misfit is called noise: on the resting alpha
+    spectrum (EEGMAT O2, 4x priors on ``tau_ss``/``delay_intrinsic``, leakage) 32-96 starts
+    from prior draws all ended at kappa ~0.02-0.07, while continuation from 2 of 8 starts
+    reaches kappa 0.82, 24 log-units higher.  Both sets of optima enter the mode list and
+    are weighted by their Laplace evidence as usual; nothing is hidden.
 
     Parameters
     ----------
@@ -162,6 +218,11 @@ def find_modes(problem, *, n_starts=32, random_seed=None, max_delta=25.0, barrie
         below the lower one.
     maxiter : int
         Maximum L-BFGS-B iterations per start.
+    continuation : {"auto", None} or dict, optional
+        Parameters held, by name, at the given values (sampler coordinates) in a first
+        maximisation from every start, before all are freed; the starts are also run
+        without it.  ``"auto"``: ``{"log_dof_scale": 0.0}`` when that parameter is free,
+        otherwise none.  ``None``: no continuation.
 
     Returns
     -------
@@ -186,6 +247,8 @@ def find_modes(problem, *, n_starts=32, random_seed=None, max_delta=25.0, barrie
     s = problem.scale
     starts = np.vstack([c0[None], problem.prior_draws(max(n_starts - 1, 0), rng)])
 
+    hold = _continuation(problem, continuation)
+
     def fun(u):
         lp, g = problem.logp(c0 + s * u)
         if not np.isfinite(lp):
@@ -196,12 +259,19 @@ def find_modes(problem, *, n_starts=32, random_seed=None, max_delta=25.0, barrie
     with threadpool_limits(1):
         for x0 in starts:
             u0 = (x0 - c0) / s
-            if not np.isfinite(fun(u0)[0]) or fun(u0)[0] >= 1e12:
+            f0 = fun(u0)[0]
+            if not np.isfinite(f0) or f0 >= 1e12:
                 continue
-            r = minimize(fun, u0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
-            if r.fun >= 1e12:
-                continue
-            found.append((-float(r.fun), c0 + s * r.x))
+            inits = [u0]
+            if hold:
+                u1 = _held_maximum(fun, u0, hold, c0, s, maxiter)
+                if u1 is not None:
+                    inits.append(u1)
+            for ui in inits:
+                r = minimize(fun, ui, jac=True, method="L-BFGS-B", options={"maxiter": maxiter})
+                if r.fun >= 1e12:
+                    continue
+                found.append((-float(r.fun), c0 + s * r.x))
     if not found:
         raise RuntimeError("no optimiser start reached a finite posterior density; check the "
                            "data scale and the frequencies")
