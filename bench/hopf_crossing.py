@@ -17,7 +17,17 @@ Both models carry by default a model-error term (``--dof-scale fit``: Gamma shap
 ``kappa dof / 2``, ``log kappa ~ N(0, 1.5^2)`` integrated out); with ``--dof-scale recorded``
 the recorded dof are used as they are.
 
-Usage: ``python bench/hopf_crossing.py [--duration 200] [--dof-scale fit|recorded]``
+The adiabatic line carries by default the corrections beyond the cubic reduction that improve
+the fit of simulated LFP spectra (``--corrections quintic,noise``: fifth-order normal form and
+the sigmoid's multiplicative noise, :mod:`nmm_inference.inference.hopf`, "Beyond the cubic
+line") and interferes with the other modes at its pulled frequency (``--interference
+pulled``); ``--corrections none --interference linear`` is the cubic line of earlier runs.
+Both models scale the log-likelihood for the correlation of neighbouring Hann-Welch bins
+(``--bin-correlation``, default on; ``--no-bin-correlation`` treats the bins as independent).
+
+Usage: ``python bench/hopf_crossing.py [--duration 200] [--dof-scale fit|recorded]
+[--sigmas -5 0 5] [--models adiabatic spm] [--corrections quintic,noise|all|none]
+[--interference linear|pulled] [--no-bin-correlation]``
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ from scipy.optimize import brentq
 
 from nmm_inference.cmc.simulate import simulate_cmc
 from nmm_inference.features import compute_psd
-from nmm_inference.inference.hopf import HopfModel, hopf_spectrum, leading_line
+from nmm_inference.inference.hopf import CORRECTIONS, INTERFERENCE, HopfModel, leading_line
 
 BASE = {"S": np.array([[0.5]])}
 NOISE = 0.02
@@ -93,10 +103,20 @@ def main():
     ap.add_argument("--dof-scale", default="fit", choices=("recorded", "fit"),
                     help="'fit' (default): model-error term, Gamma shape kappa dof / 2 with "
                          "log kappa ~ N(0, 1.5^2) integrated out; 'recorded': dof as recorded")
+    ap.add_argument("--models", nargs="*", default=["adiabatic", "spm"], choices=("adiabatic", "spm"))
+    ap.add_argument("--corrections", default="quintic,noise",
+                    help="corrections of the adiabatic line: comma-separated subset of "
+                         f"{CORRECTIONS}, 'all' or 'none' (default quintic,noise)")
+    ap.add_argument("--interference", default="pulled", choices=INTERFERENCE)
+    ap.add_argument("--bin-correlation", dest="bin_correlation", action="store_true", default=True)
+    ap.add_argument("--no-bin-correlation", dest="bin_correlation", action="store_false")
     args = ap.parse_args()
+    corrections = (() if args.corrections == "none" else
+                   CORRECTIONS if args.corrections == "all" else tuple(args.corrections.split(",")))
     print(f"load: {os.getloadavg()}")
     print(f"model: S=0.5, free {FREE}, priors {PRIORS}, noise_std={NOISE}, Welch Hann {TAPER_S} s, "
-          f"dof_scale={args.dof_scale}")
+          f"dof_scale={args.dof_scale}, bin_correlation={args.bin_correlation}; adiabatic line: "
+          f"corrections={list(corrections)}, interference={args.interference}")
     rng = np.random.default_rng(args.seed)
     rows = []
     for j, sig in enumerate(args.sigmas):
@@ -116,10 +136,13 @@ def main():
         print(f"\n=== sigma = {line.sigma:+.3f} 1/s (g_ii_ss = {g3:.4f}), line {line.frequency_hz:.2f} Hz, "
               f"E[r^2] = {line.mean_I:.3f}, D = {line.D:.3f}; simulated {args.duration:.0f} s in "
               f"{t_sim:.1f} s; {hz.size} bins {hz[0]:.1f}-{hz[-1]:.1f} Hz, dof {dof[0]:.1f}")
-        for spectrum in ("adiabatic", "spm"):
+        for spectrum in args.models:
             t0 = time.perf_counter()
+            extra = (dict(corrections=corrections, interference=args.interference)
+                     if spectrum == "adiabatic" else {})
             m = HopfModel(y, freqs=hz, dof=dof, free=FREE, priors=PRIORS, base=BASE,
-                          spectrum=spectrum, taper_seconds=TAPER_S, dof_scale=args.dof_scale)
+                          spectrum=spectrum, taper_seconds=TAPER_S, dof_scale=args.dof_scale,
+                          bin_correlation=args.bin_correlation, **extra)
             dt = m.fit(n_grid=args.n_grid, draws=4000, random_seed=rng)
             t_fit = time.perf_counter() - t0
             inside = []

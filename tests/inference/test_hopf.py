@@ -207,3 +207,150 @@ def test_subcritical_leading_mode_raises():
     # at G(3) = 1 with S = 0.5 the least-damped mode has Re g_kk > 0
     with pytest.raises(ReductionError, match="subcritical"):
         leading_line(_P(1.0), 0.02)
+
+
+# ------------------------------------------------------------------ beyond the cubic line
+
+def test_quintic_coefficient_predicts_limit_cycle_frequency():
+    from nmm_inference.cmc.simulate import simulate_cmc_states
+    from nmm_inference.inference.hopf import _neural, _line_terms
+
+    P = _P(_g3(5.0))
+    line = leading_line(P, 1e-3)
+    nm = _neural(P)[1]
+    lam = complex(line.sigma, line.omega)
+    t = _line_terms(nm, 1e-3, lam, ("quintic",), None, 1.0)
+    from nmm_inference.adiabatic import reduce_cmc
+
+    mode = reduce_cmc(nm.G[0], nm.T[0], nm.R).modes[0]
+    Istar = -line.sigma / line.a
+    x0 = 2 * np.real(np.sqrt(Istar) * mode.right_vector)
+    times, X = simulate_cmc_states(P, duration=8.0, sfreq=250.0, noise_std=1e-7, dt=5e-5,
+                                   burn_in=8.0, initial_state=x0, random_seed=0)
+    z = mode.amplitude(X, np.zeros(8))
+    shift = np.polyfit(times, np.unwrap(np.angle(z)), 1)[0] - line.omega
+    I = float(np.mean(np.abs(z) ** 2))
+    # reason: noise-free limit cycle at sigma = 5 (I = 0.66): measured shift -14.33 rad/s; the
+    # quintic normal form gives -14.19 (7th-order terms ~0.15), the cubic -15.3
+    assert shift == pytest.approx(line.b * I + t["b2"] * I * I, abs=0.4)
+    assert abs(shift - line.b * I) > 0.9
+    # reason: the amplitude follows sigma + a I + a2 I^2 = 0 to 1.5 % (measured 1.1 %)
+    a2 = t["a2"]
+    I5 = (-line.a - np.sqrt(line.a ** 2 - 4 * a2 * line.sigma)) / (2 * a2)
+    assert I == pytest.approx(I5, rel=0.015)
+
+
+def test_line_terms_values_and_small_amplitude_limits():
+    from nmm_inference.inference.hopf import _line_terms, _neural
+
+    for sig in (-5.0, 0.0, 5.0):
+        P = _P(_g3(sig))
+        line = leading_line(P, 0.02)
+        nm = _neural(P)[1]
+        t = _line_terms(nm, 0.02, complex(line.sigma, line.omega), ("quintic", "noise", "shift"),
+                        None, 2.0)
+        # reason: g_2 = -0.27 + 2.37i, -0.16 + 2.45i, -0.03 + 2.55i at sigma = -5, 0, 5 (b2 > 0
+        # slows the frequency pull; the limit-cycle test checks its effect)
+        assert 2.0 < t["b2"] < 3.0 and abs(t["a2"]) < 0.5
+        # reason: no multiplicative noise and no describing-function change at I = 0
+        assert t["diff_r"][0] == pytest.approx(1.0, abs=1e-12)
+        assert t["diff_t"][0] == pytest.approx(1.0, abs=1e-12)
+        # reason: the noise-induced shift at I = 0 is the eigenvalue of the Jacobian with the
+        # slopes lowered by S'''(0) Var / 2 (first order), about -0.13 - 0.47i plus the Ito term
+        assert -0.2 < t["shift"][0].real < -0.05 and -0.5 < t["shift"][0].imag < -0.25
+
+
+def test_corrected_operator_reduces_to_cubic():
+    base = _line(2.0, -7.0, -24.0, 0.7)
+    import dataclasses
+
+    tab = np.linspace(0.0, 5.0, 11)
+    same = dataclasses.replace(base, table_I=tab, shift=np.zeros(11, complex),
+                               diff_r=np.ones(11), diff_t=np.ones(11))
+    d = np.linspace(-80.0, 40.0, 61)
+    # reason: identity corrections take the general branch (trapezoid Q integral, exact for a
+    # linear integrand, then linearly interpolated on 8 n_r nodes: ~1e-6) and must give the
+    # closed-form cubic operator
+    np.testing.assert_allclose(same.density(d), base.density(d), rtol=1e-5)
+    m, v = same.moments()
+    # reason: discrete moments vs the truncated-normal closed form, O(h^2) with 400 nodes
+    assert m == pytest.approx(base.mean_I, rel=2e-3)
+    # a pure rate shift equals a change of sigma (real) and omega (imaginary)
+    sh = dataclasses.replace(base, table_I=tab, shift=np.full(11, -0.3 + 0.5j))
+    moved = _line(1.7, -7.0, -24.0, 0.7)
+    moved = dataclasses.replace(moved, i_max=base.mean_I + 14 * np.sqrt(base.var_I))
+    # reason: the same operator up to a translation of the detuning by 0.5 rad/s (same
+    # interpolation error as above)
+    np.testing.assert_allclose(sh.density(d + 0.5), moved.density(d), rtol=1e-5)
+
+
+def test_corrected_line_centre_follows_simulated_mode():
+    from scipy import signal
+
+    from nmm_inference.adiabatic import reduce_cmc
+    from nmm_inference.cmc.simulate import simulate_cmc_states
+    from nmm_inference.inference.hopf import _neural
+
+    P = _P(_g3(4.0))
+    nm = _neural(P)[1]
+    mode = reduce_cmc(nm.G[0], nm.T[0], nm.R).modes[0]
+    _, X = simulate_cmc_states(P, duration=60.0, sfreq=250.0, noise_std=0.02, dt=5e-5,
+                               burn_in=2.0, random_seed=5)
+    z = mode.amplitude(X, np.zeros(8))
+    f, pz = signal.welch(z, fs=250.0, nperseg=1000, return_onesided=False, detrend=False)
+    sel = (f > 30) & (f < 46)
+    centre_sim = np.sum(f[sel] * pz[sel]) / np.sum(pz[sel])
+    ff = np.arange(30.0, 46.0, 0.01)
+    cen = {}
+    for name, corr in (("cubic", ()), ("corrected", ("quintic", "noise", "shift"))):
+        line = leading_line(P, 0.02, corrections=corr)
+        d = line.density(2 * np.pi * ff - line.omega)
+        cen[name] = np.sum(ff * d) / np.sum(d)
+    # reason: power-weighted centre of the simulated mode's line (60 s: sd ~0.05 Hz); the
+    # corrected line is within 0.15 Hz, the cubic one ~0.3 Hz too low (frequency over-pulled)
+    assert abs(centre_sim - cen["corrected"]) < 0.15
+    assert cen["corrected"] - cen["cubic"] > 0.2
+
+
+def test_corrections_vanish_far_below_threshold():
+    hz = np.linspace(20.0, 60.0, 41)
+    S0 = hopf_spectrum({}, hz, noise_std=1e-4)
+    for itf in ("linear", "pulled"):
+        S1 = hopf_spectrum({}, hz, noise_std=1e-4, corrections="all", interference=itf)
+        # reason: at E[I] ~ 1e-6 every correction is O(I) or O(noise variance): < 1e-4
+        np.testing.assert_allclose(S1, S0, rtol=1e-4)
+    with pytest.raises(ParameterError, match="unknown corrections"):
+        hopf_spectrum({}, hz, noise_std=1e-4, corrections=["nope"])
+    with pytest.raises(ParameterError, match="interference"):
+        hopf_spectrum({}, hz, noise_std=1e-4, interference="nope")
+
+
+def test_hann_bin_correlation_and_loglik_scale():
+    from scipy import signal
+
+    from nmm_inference.inference.hopf import hann_bin_correlation
+
+    # reason: closed form |W2(k)|^2 / W2(0)^2 of the Hann taper squared: 4/9, 1/36, 0
+    np.testing.assert_allclose(hann_bin_correlation([0, 1, 2, 3]), [1, 4 / 9, 1 / 36, 0], atol=1e-12)
+    rng = np.random.default_rng(0)
+    R = []
+    for _ in range(40):
+        f, p = signal.welch(rng.standard_normal(50_000), fs=250.0, nperseg=1000)
+        R.append(p[(f >= 20) & (f <= 60)])
+    R = np.array(R)
+    R = R / R.mean(axis=0) - 1
+    rho1 = np.mean([np.corrcoef(R[:, i], R[:, i + 1])[0, 1] for i in range(R.shape[1] - 1)])
+    # reason: empirical adjacent-bin correlation of Welch (Hann, 50 % overlap) on white noise,
+    # 40 x 160 pairs: sd ~0.013
+    assert rho1 == pytest.approx(4 / 9, abs=0.05)
+    hz = np.arange(30.0, 46.0, 0.25)
+    S = hopf_spectrum(_P(_g3(-2.0)), hz, noise_std=0.02, taper_seconds=4.0)
+    y = S * rng.chisquare(100, size=hz.size) / 100
+    kw = dict(freqs=hz, dof=100.0, free=["g_ii_ss"], priors={"g_ii_ss": (1.95, 0.25)}, base=BASE,
+              noise_std=0.02, taper_seconds=4.0)
+    m0 = HopfModel(y, **kw)
+    m1 = HopfModel(y, bin_correlation=True, **kw)
+    # reason: composite-likelihood scale 1 / (1 + 2 (4/9 + 1/36)) = 0.5143 on the 1/T grid
+    assert m1.loglik_scale == pytest.approx(1 / (1 + 2 * (4 / 9 + 1 / 36)), rel=1e-9)
+    assert m1.log_likelihood([1.9]) == pytest.approx(m1.loglik_scale * m0.log_likelihood([1.9]),
+                                                     rel=1e-12)
