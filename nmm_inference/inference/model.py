@@ -411,6 +411,7 @@ class CMCModel:
         if res.sampler == "laplace":
             k = float(res.info.get("pareto_k", np.nan))
             diag["pareto_k"] = k
+            diag["n_redrawn_outside_support"] = int(res.info.get("n_redrawn_outside_support", 0))
             if not k <= 0.7:
                 diag["converged"] = False
                 diag["problems"] = [f"the Laplace mixture is a poor approximation of the posterior "

@@ -440,41 +440,62 @@ def sample_laplace(problem, modes, *, draws=1000, chains=4, random_seed=None,
     SamplerResult
         Draws, their log posterior (``stats["lp"]``), the mode of each draw, the
         importance-sampling estimate of the log evidence (internal frame) and
-        ``info["pareto_k"]`` (NaN if it could not be computed).
+        ``info["pareto_k"]`` (NaN if it could not be computed).  Draws of the mixture where
+        the posterior density is 0 are redrawn (the mixture restricted to the posterior's
+        support; their number is ``info["n_redrawn_outside_support"]``, and
+        ``info["n_outside_support"]`` counts any left after 50 rounds).
     """
     from arviz_stats.base import array_stats
+
+    from scipy.special import logsumexp
 
     rng = np.random.default_rng(random_seed)
     kept = [m for m in modes if m.weight >= max(min_mode_weight, 1e-12)] or [modes[0]]
     w = np.array([m.weight for m in kept])
     w /= w.sum()
     n = draws * chains
-    comp = rng.choice(len(kept), size=n, p=w)
     d = problem.d
-    phi = np.empty((n, d))
-    for k, m in enumerate(kept):
-        idx = np.flatnonzero(comp == k)
-        phi[idx] = m.phi + rng.standard_normal((idx.size, d)) @ m.chol.T
-    # importance ratios p/q for the diagnostic
-    lq = np.full((n, len(kept)), -np.inf)
-    for k, m in enumerate(kept):
-        r = np.linalg.solve(m.chol, (phi - m.phi).T).T
-        lq[:, k] = (np.log(w[k]) - 0.5 * np.sum(r * r, axis=1) - np.sum(np.log(np.diag(m.chol)))
-                    - 0.5 * d * np.log(2 * np.pi))
-    from scipy.special import logsumexp
 
-    lq = logsumexp(lq, axis=1)
-    lp = np.array([problem.logp(p, False)[0] for p in phi])
-    lr = np.where(np.isfinite(lp), lp - lq, -np.inf)
+    def draw(size):
+        c = rng.choice(len(kept), size=size, p=w)
+        x = np.empty((size, d))
+        for k, m in enumerate(kept):
+            idx = np.flatnonzero(c == k)
+            x[idx] = m.phi + rng.standard_normal((idx.size, d)) @ m.chol.T
+        return x, c, np.array([problem.logp(p, False)[0] for p in x])
+
+    def log_q(x):
+        lqk = np.full((x.shape[0], len(kept)), -np.inf)
+        for k, m in enumerate(kept):
+            r = np.linalg.solve(m.chol, (x - m.phi).T).T
+            lqk[:, k] = (np.log(w[k]) - 0.5 * np.sum(r * r, axis=1)
+                         - np.sum(np.log(np.diag(m.chol))) - 0.5 * d * np.log(2 * np.pi))
+        return logsumexp(lqk, axis=1)
+
+    phi, comp, lp = draw(n)
+    # importance-sampling estimate of the evidence (internal frame) from the first round, in
+    # which draws outside the posterior's support count with weight 0
+    lr0 = np.where(np.isfinite(lp), lp - log_q(phi), -np.inf)
+    fin = np.isfinite(lr0)
+    le = float(logsumexp(lr0[fin]) - np.log(n)) if fin.any() else float("nan")
+    # draws where the posterior density is 0 (e.g. a delay operator that does not converge)
+    # are not posterior draws: redraw them, i.e. sample the mixture restricted to the support
+    n_outside = int(np.sum(~np.isfinite(lp)))
+    for _ in range(50):
+        bad = np.flatnonzero(~np.isfinite(lp))
+        if bad.size == 0:
+            break
+        phi[bad], comp[bad], lp[bad] = draw(bad.size)
+    n_left = int(np.sum(~np.isfinite(lp)))
+    # Pareto k of the importance ratios p/q (q restricted to the support: a constant factor)
+    lr = np.where(np.isfinite(lp), lp - log_q(phi), -np.inf)
     try:
         _, khat = array_stats.psislw(lr, r_eff=1.0)
         khat = float(khat)
     except Exception:  # noqa: BLE001 - diagnostic only
         khat = float("nan")
-    # importance-sampling estimate of the evidence (internal frame), for reference
-    fin = np.isfinite(lr)
-    le = float(logsumexp(lr[fin]) - np.log(n)) if fin.any() else float("nan")
-    info = {"pareto_k": khat, "n_modes_sampled": len(kept)}
+    info = {"pareto_k": khat, "n_modes_sampled": len(kept), "n_redrawn_outside_support": n_outside,
+            "n_outside_support": n_left}
     return SamplerResult("laplace", phi.reshape(chains, draws, d),
                          {"lp": lp.reshape(chains, draws)},
                          mode=comp.reshape(chains, draws), log_evidence=le, info=info)

@@ -61,3 +61,31 @@ def test_continuation_auto_holds_log_dof_scale_at_zero_only_when_free():
 def test_continuation_bad_input(bad, match):
     with pytest.raises(ParameterError, match=match):
         _continuation(TwoBumps(), bad)
+
+
+class HalfNormal:
+    """exp(-1.1 |x|^2 / 2) in 2-D restricted to x0 < 1 (density 0 beyond: ~16 % of q = N(0, I))."""
+
+    d = 2
+
+    def logp(self, x, grad=True):
+        lp = -0.55 * float(x @ x) if x[0] < 1.0 else -np.inf
+        return lp, -1.1 * x
+
+
+def test_laplace_draws_outside_the_support_are_redrawn():
+    from nmm_inference.inference.laplace import Mode
+    from nmm_inference.inference.samplers import sample_laplace
+
+    m = Mode(phi=np.zeros(2), logp=0.0, cov=np.eye(2), chol=np.eye(2), log_evidence=0.0)
+    res = sample_laplace(HalfNormal(), [m], draws=2000, chains=2, random_seed=1)
+    x = res.phi.reshape(-1, 2)
+    assert np.all(x[:, 0] < 1.0) and np.all(np.isfinite(res.stats["lp"]))
+    assert res.info["n_outside_support"] == 0
+    # P(x0 > 1) = 0.1587: binomial SD for 4000 draws is 23, so +-5 SD
+    assert abs(res.info["n_redrawn_outside_support"] - 0.1587 * 4000) < 5 * 23
+    # q restricted to the support is close to p: light-tailed importance ratios
+    assert res.info["pareto_k"] < 0.5
+    # evidence: (2 pi / 1.1) Phi(sqrt(1.1)); importance-sampling SE ~0.01 (4000 draws, about
+    # 16 % of them outside with weight 0), so 0.04 is ~4 SE
+    np.testing.assert_allclose(res.log_evidence, np.log(2 * np.pi / 1.1 * 0.85290), atol=0.04)
