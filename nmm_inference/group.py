@@ -385,6 +385,12 @@ def group_log_evidence(means, covs, design, *, beta_mu=None, beta_sd=1.0, tau_sd
         Monte Carlo standard error (delta method).
     ess : float
         Effective sample size of the importance weights.
+
+    Raises
+    ------
+    RuntimeError
+        If the evidence is not finite around its maximum over ``log tau`` (a clear message
+        instead of a failed eigen-decomposition).
     """
     from scipy.optimize import minimize
     from scipy.special import logsumexp
@@ -416,6 +422,11 @@ def group_log_evidence(means, covs, design, *, beta_mu=None, beta_sd=1.0, tau_sd
             ei, ej = np.eye(p)[i] * h, np.eye(p)[j] * h
             H[i, j] = -(g(u_hat + ei + ej) - g(u_hat + ei - ej) - g(u_hat - ei + ej) + g(u_hat - ei - ej)) / (4 * h * h)
     H = 0.5 * (H + H.T)
+    if not (np.isfinite(res.fun) and np.all(np.isfinite(H))):
+        raise RuntimeError("group_log_evidence: the evidence is not finite around its maximum over "
+                           f"log tau (log tau = {np.round(u_hat, 2).tolist()}); the first-level "
+                           "summaries are not described by one Gaussian distribution per group "
+                           "(check them for outliers and multimodal spread)")
     w_, V = np.linalg.eigh(H)
     w_ = np.maximum(w_, 1e-2)
     cov = 1.5 ** 2 * (V / w_) @ V.T

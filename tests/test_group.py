@@ -314,3 +314,15 @@ def test_bad_input():
     with pytest.raises(ParameterError, match="filter_offset"):
         simulate_cohort(np.ones((2, 1)), np.zeros((1, 1)), np.ones(1), names=["filter_offset"],
                         freqs=np.arange(2.0, 10.0), dof=10)
+
+
+def test_group_log_evidence_non_finite_is_a_clear_error(monkeypatch):
+    import nmm_inference.group as G
+
+    n = 6
+    X = np.column_stack([np.ones(n), np.r_[np.zeros(3), np.ones(3)]])
+    m = np.zeros((n, 1))
+    C = np.full((n, 1, 1), 0.05 ** 2)
+    monkeypatch.setattr(G, "_evidence_given_tau", lambda *a: np.nan)
+    with pytest.raises(RuntimeError, match="not finite around its maximum"):
+        group_log_evidence(m, C, X, tau_sd=0.5, n_draws=100, random_seed=0)
