@@ -600,29 +600,8 @@ def _hann_kernel(taper_seconds, n=81):
     return df, k / k.sum()
 
 
-def _background_modes(J, B, C, nm, q, line, max_hz):
-    """Eigenvalues and LFP residues of the Jacobian with the sigmoid slopes averaged over the
-    leading mode's oscillation, and the index pair of that mode in it."""
-    from ..cmc.spectra import condition_eigenvalues
-
-    vi = np.arange(0, 8, 2)
-    ci = vi + 1
-    qv = q[vi] / q[vi][int(np.argmax(np.abs(q[vi])))]
-    r, wts, *_ = line._operator(120)
-    s0, _, _ = _describing(r * r, np.abs(qv), nm.R)
-    f = 1.0 + (wts @ s0) / (0.25 * nm.R)               # <S'> / S'(0), stationary average
-    kap2 = np.diag(1.0 / nm.T[0] ** 2)
-    Je = J.copy()
-    Je[np.ix_(ci, vi)] = (J[np.ix_(ci, vi)] + kap2) * f[None, :] - kap2
-    se, Ve = np.linalg.eig(Je)
-    res = (C @ Ve) * np.linalg.solve(Ve, B.astype(complex))
-    k = int(np.argmin(np.abs(se.imag - line.omega)))
-    kb = int(np.argmin(np.abs(se - np.conj(se[k]))))
-    return condition_eigenvalues(se, max_hz), res, [k, kb]
-
-
 def hopf_spectrum(P, hz, *, noise_std, spectrum="adiabatic", taper_seconds=None,
-                  return_line=False, corrections=(), background=False, interference="linear"):
+                  return_line=False, corrections=(), interference="linear"):
     """One-sided LFP spectrum of the noise-driven one-source CMC (undelayed).
 
     Parameters
@@ -645,10 +624,6 @@ def hopf_spectrum(P, hz, *, noise_std, spectrum="adiabatic", taper_seconds=None,
     corrections : sequence of str or "all"
         ``"adiabatic"`` only: terms beyond the cubic line (:func:`leading_line`; module
         docstring).  Default: none.
-    background : bool
-        ``"adiabatic"`` only: the other modes' transfer function with the sigmoid slopes
-        averaged over the leading mode's oscillation (its stationary amplitude distribution)
-        instead of the slopes at rest.
     interference : {"linear", "pulled", "incoherent"}
         ``"adiabatic"`` only: how the leading pair's terms of the transfer function, rescaled
         to the line by ``sqrt(L / L_ref)``, add to the other modes'.  ``"linear"``: with the
@@ -689,11 +664,6 @@ def hopf_spectrum(P, hz, *, noise_std, spectrum="adiabatic", taper_seconds=None,
                                  f"the Jacobian ({lam} vs {s[k]})")
         pair = [k, kb]
     sc = condition_eigenvalues(s, hz.max())
-    s_o, res_o = sc, res
-    if pair and background:
-        s_o, res_o, pair_o = _background_modes(J, B, C, nm, V[:, pair[0]], line, hz.max())
-    else:
-        pair_o = pair
     if taper_seconds is not None:
         off, wts = _hann_kernel(taper_seconds)
         f = hz[:, None] - off[None, :]
@@ -702,8 +672,8 @@ def hopf_spectrum(P, hz, *, noise_std, spectrum="adiabatic", taper_seconds=None,
         wts = np.ones(1)
     w = 2j * np.pi * f
     others = np.ones(s.size, dtype=bool)
-    others[pair_o] = False
-    H = np.sum(res_o[others][None, None, :] / (w[..., None] - s_o[others][None, None, :]), axis=-1)
+    others[pair] = False
+    H = np.sum(res[others][None, None, :] / (w[..., None] - sc[others][None, None, :]), axis=-1)
     if pair:
         om = 2.0 * np.pi * f
         if interference == "pulled":
@@ -802,8 +772,6 @@ class HopfModel:
         Hann taper length of the Welch estimate (see :func:`hopf_spectrum`).
     corrections : sequence of str or "all"
         Terms beyond the cubic line for ``spectrum="adiabatic"`` (:func:`hopf_spectrum`).
-    background : bool
-        Oscillation-averaged slopes for the other modes (:func:`hopf_spectrum`).
     interference : {"linear", "pulled", "incoherent"}
         How the leading line interferes with the other modes (:func:`hopf_spectrum`).
     bin_correlation : bool
@@ -822,7 +790,7 @@ class HopfModel:
 
     def __init__(self, y, *, freqs, dof, free, priors, base=None, noise_std=0.01,
                  spectrum="adiabatic", taper_seconds=None, dof_scale="recorded",
-                 corrections=(), background=False, interference="linear",
+                 corrections=(), interference="linear",
                  bin_correlation=False):
         from ..params import parameter_table
         from .likelihoods import check_spectrum
@@ -853,7 +821,6 @@ class HopfModel:
         self.spectrum = spectrum
         self.taper_seconds = taper_seconds
         self.corrections = _check_corrections(corrections)
-        self.background = bool(background)
         if interference not in INTERFERENCE:
             raise ParameterError(f"interference must be one of {INTERFERENCE}, got {interference!r}")
         self.interference = interference
@@ -900,7 +867,7 @@ class HopfModel:
                                  taper_seconds=self.taper_seconds)
         return hopf_spectrum(P, self.hz, noise_std=noise, spectrum=self.spectrum,
                              taper_seconds=self.taper_seconds, corrections=self.corrections,
-                             background=self.background, interference=self.interference)
+                             interference=self.interference)
 
     def log_likelihood(self, x):
         """Gamma log-likelihood with the overall scale integrated out (``-inf`` if invalid)."""
@@ -1048,7 +1015,6 @@ class HopfModel:
                                 else "linear transfer function with SPM's eigenvalue conditioning"),
             "spectrum": self.spectrum,
             "corrections": json.dumps(list(self.corrections) if self.spectrum == "adiabatic" else []),
-            "background": int(self.background and self.spectrum == "adiabatic"),
             "interference": self.interference,
             "loglik_scale": self.loglik_scale,
             "likelihood": "Whittle/Gamma, overall scale integrated out, dof "
