@@ -147,16 +147,25 @@ def remove_first_level_prior(means, covs, prior_mu, prior_sd, *, on_uninformativ
         Pl = P - P0
         Pl = 0.5 * (Pl + Pl.T)
         w, V = np.linalg.eigh(Pl)
+        h = P @ m[r] - P0 @ mu0          # information vector of the likelihood
         if w.min() <= floor:
             if on_uninformative == "raise":
                 raise DataError(f"recording {r}: the first-level posterior is not narrower than the prior "
                                 "in every direction; no likelihood summary (carry fewer parameters, or "
                                 "on_uninformative='clip')")
             n_clipped += 1
+            # no information along the clipped directions: a weak likelihood (precision
+            # ``floor``) centred there on the first-level posterior mean.  Keeping h there
+            # instead would put the mean at h / floor, extrapolated far away (Bonn: means of
+            # +-1000 prior SDs)
+            clip = w <= floor
+            hv = V.T @ h
+            hv[clip] = floor * (V[:, clip].T @ m[r])
+            h = V @ hv
             Pl = (V * np.maximum(w, floor)) @ V.T
         out_C[r] = np.linalg.inv(Pl)
         out_C[r] = 0.5 * (out_C[r] + out_C[r].T)
-        out_m[r] = out_C[r] @ (P @ m[r] - P0 @ mu0)
+        out_m[r] = out_C[r] @ h
     if n_clipped:
         import logging
 

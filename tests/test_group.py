@@ -326,3 +326,17 @@ def test_group_log_evidence_non_finite_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(G, "_evidence_given_tau", lambda *a: np.nan)
     with pytest.raises(RuntimeError, match="not finite around its maximum"):
         group_log_evidence(m, C, X, tau_sd=0.5, n_draws=100, random_seed=0)
+
+
+def test_remove_first_level_prior_clip_keeps_the_mean_of_flat_directions():
+    # dimension 0: posterior = prior (no information); dimension 1: informative
+    mu0, sd0 = np.zeros(2), np.ones(2)
+    m_post = np.array([0.7, 0.3])
+    C_post = np.diag([1.0, 0.25])
+    ml, Cl = remove_first_level_prior(m_post[None], C_post[None], mu0, sd0, on_uninformative="clip")
+    # flat direction: centred on the posterior mean (before: 0.7 / floor = 70), precision floor 0.01
+    np.testing.assert_allclose(ml[0, 0], 0.7, atol=1e-12)            # rounding only
+    np.testing.assert_allclose(Cl[0, 0, 0], 100.0, rtol=1e-12)
+    # informative direction: the closed form, likelihood precision 4 - 1 = 3, mean 0.3 * 4 / 3
+    np.testing.assert_allclose(ml[0, 1], 0.4, atol=1e-12)
+    np.testing.assert_allclose(Cl[0, 1, 1], 1 / 3, rtol=1e-12)
