@@ -36,7 +36,7 @@ from .errors import DataError, ParameterError
 
 __all__ = ["first_level_unit", "summarize_posteriors", "remove_first_level_prior", "fit_group",
            "group_effects_table", "group_log_evidence", "marginal_loglik", "compare_group_hypotheses",
-           "plot_group_effects"]
+           "plot_group_effects", "group_conditional_weights"]
 
 
 def first_level_unit(payload, *, random_seed=None):
@@ -454,6 +454,65 @@ def group_log_evidence(means, covs, design, *, beta_mu=None, beta_sd=1.0, tau_sd
     se = float(np.std(w) / (np.sqrt(n_draws) * np.mean(w)))
     ess = float(w.sum() ** 2 / np.sum(w ** 2))
     return lz, se, ess
+
+
+def group_conditional_weights(theta, log_prior, mean, sd):
+    """Weights that turn first-level posterior draws into draws under a group distribution.
+
+    A recording's first-level posterior is ``L(theta) p1(theta)``.  Under the group model its
+    carried parameters have the prior ``N(mean, sd**2)`` instead of ``p1``, so its posterior
+    given the group parameters is the first-level posterior re-weighted by
+    ``N(theta; mean, sd**2) / p1(theta)`` (importance sampling; the draws keep the correlations
+    of every first-level parameter, carried or not).  Used for replicating the observed
+    recordings under a group fit (mixed replication).
+
+    Parameters
+    ----------
+    theta : array (n_rec, n_draws, n_par)
+        First-level posterior draws of the carried parameters.
+    log_prior : array (n_rec, n_draws)
+        First-level log prior density of the carried parameters at the draws (up to a
+        constant per recording).
+    mean : array (n_rec, n_par)
+        Group-level mean of each recording's carried parameters (``X @ beta``).
+    sd : array (n_par,)
+        Between-recording standard deviations (``tau``).
+
+    Returns
+    -------
+    weights : array (n_rec, n_draws)
+        Normalised weights (each row sums to 1).
+    ess : array (n_rec,)
+        Effective sample size of each row, ``1 / sum(w**2)``: small values mean that the group
+        distribution is much narrower than the recording's first-level posterior (or far in
+        its tail) and the re-weighted draws rest on few first-level draws.
+
+    Raises
+    ------
+    ParameterError
+        When the shapes disagree, ``sd`` is not positive, or an input is not finite.
+    """
+    theta = np.asarray(theta, float)
+    log_prior = np.asarray(log_prior, float)
+    mean = np.asarray(mean, float)
+    sd = np.asarray(sd, float)
+    if theta.ndim != 3:
+        raise ParameterError(f"theta must be (n_rec, n_draws, n_par), got shape {theta.shape}")
+    n_rec, n_d, n_par = theta.shape
+    if log_prior.shape != (n_rec, n_d):
+        raise ParameterError(f"log_prior must be {(n_rec, n_d)}, got {log_prior.shape}")
+    if mean.shape != (n_rec, n_par):
+        raise ParameterError(f"mean must be {(n_rec, n_par)}, got {mean.shape}")
+    if sd.shape != (n_par,) or not np.all(sd > 0):
+        raise ParameterError(f"sd must be {n_par} positive values, got {sd!r}")
+    for nm, a in (("theta", theta), ("log_prior", log_prior), ("mean", mean), ("sd", sd)):
+        if not np.all(np.isfinite(a)):
+            raise ParameterError(f"{nm} has non-finite values")
+    z = (theta - mean[:, None, :]) / sd
+    lw = -0.5 * np.sum(z * z, axis=-1) - log_prior
+    w = np.exp(lw - lw.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    return w, 1.0 / np.sum(w * w, axis=1)
 
 
 def group_effects_table(dt, *, hdi_prob=0.94):

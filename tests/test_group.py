@@ -340,3 +340,49 @@ def test_remove_first_level_prior_clip_keeps_the_mean_of_flat_directions():
     # informative direction: the closed form, likelihood precision 4 - 1 = 3, mean 0.3 * 4 / 3
     np.testing.assert_allclose(ml[0, 1], 0.4, atol=1e-12)
     np.testing.assert_allclose(Cl[0, 1, 1], 1 / 3, rtol=1e-12)
+
+
+def test_group_conditional_weights_gaussian_closed_form():
+    # First-level posterior of (c, n): prior on the carried c N(0, 2^2), the likelihood
+    # Gaussian with mean (1, -0.5) and covariance [[0.25, 0.15], [0.15, 0.36]] (n has a flat
+    # prior).  Re-weighting to the group prior N(0.5, 0.8^2) must give the closed-form
+    # product of Gaussians for c, and E[n | c] at the new mean of c for n (correlations kept).
+    from nmm_inference.group import group_conditional_weights
+
+    rng = np.random.default_rng(5)
+    L_cov = np.array([[0.25, 0.15], [0.15, 0.36]])
+    L_mu = np.array([1.0, -0.5])
+    P = np.linalg.inv(L_cov) + np.diag([1 / 4.0, 0.0])
+    post_cov = np.linalg.inv(P)
+    post_mu = post_cov @ np.linalg.solve(L_cov, L_mu)
+    n = 40000
+    draws = rng.multivariate_normal(post_mu, post_cov, size=(2, n))       # two recordings
+    c = draws[..., :1]
+    log_p1 = -0.5 * (c[..., 0] / 2.0) ** 2
+    mean = np.array([[0.5], [0.5]])
+    w, ess = group_conditional_weights(c, log_p1, mean, np.array([0.8]))
+    P2 = np.linalg.inv(L_cov) + np.diag([1 / 0.64, 0.0])
+    cov2 = np.linalg.inv(P2)
+    mu2 = cov2 @ (np.linalg.solve(L_cov, L_mu) + np.array([0.5 / 0.64, 0.0]))
+    for r in range(2):
+        m = w[r] @ draws[r]
+        v = w[r] @ (draws[r] - m) ** 2
+        # Monte-Carlo SE of a weighted mean ~ sqrt(var / ess) ~ 0.003; 0.015 is 5 SE
+        np.testing.assert_allclose(m, mu2, atol=0.015)
+        np.testing.assert_allclose(v, np.diag(cov2), rtol=0.05)      # variance: MC error ~1-2 %
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-12)        # rows normalised
+    assert np.all((ess > 0.3 * n) & (ess <= n))                           # mild re-weighting
+
+
+def test_group_conditional_weights_bad_input():
+    from nmm_inference.errors import ParameterError
+    from nmm_inference.group import group_conditional_weights
+
+    th = np.zeros((2, 5, 1))
+    with pytest.raises(ParameterError, match="sd must be"):
+        group_conditional_weights(th, np.zeros((2, 5)), np.zeros((2, 1)), np.array([0.0]))
+    with pytest.raises(ParameterError, match="log_prior must be"):
+        group_conditional_weights(th, np.zeros((2, 4)), np.zeros((2, 1)), np.array([1.0]))
+    th[0, 0, 0] = np.nan
+    with pytest.raises(ParameterError, match="theta has non-finite"):
+        group_conditional_weights(th, np.zeros((2, 5)), np.zeros((2, 1)), np.array([1.0]))
