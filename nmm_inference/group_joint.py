@@ -465,7 +465,7 @@ def fit_joint(spectra, freqs, dof, design, *, names, covariates, recordings=None
         adaptation = "low_rank" if adaptation is None else adaptation
         if adaptation not in ("diag", "low_rank"):
             raise ParameterError(f"adaptation must be 'diag' or 'low_rank', got {adaptation!r}")
-        kw["nuts_sampler_kwargs"] = {"adaptation": adaptation}
+        kw["nuts"] = {"adaptation": adaptation}     # pm.sample passes it on to nutpie
     elif adaptation not in (None, "diag"):
         raise ParameterError("adaptation='low_rank' needs nuts_sampler='nutpie'")
     init = _initial_values(info, init_theta, tau_sd)
