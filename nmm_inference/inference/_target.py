@@ -233,6 +233,16 @@ def _unpack(buf):
 
 
 @numba.njit(cache=True)
+def _eval_grid(hz, lk_nu, lk_lnf, lk_Xd, leak):
+    """Where the kernel is evaluated: ``(frequencies, log-frequencies, DCT basis)`` of the
+    leakage operator's fine grid (``leak``) or of the bins ``hz``."""
+    if leak:
+        return lk_nu, lk_lnf, lk_Xd
+    lnf, Xd = _grid(hz)
+    return hz, lnf, Xd
+
+
+@numba.njit(cache=True)
 def _unpack_leak(buf):
     """``(nu, lnf, Xd, ramp, W, on)`` of the buffer (empty arrays when leakage is off)."""
     nf = int(buf[1])
@@ -384,14 +394,9 @@ def _loglik(theta, hz, y, alpha, q, lik, const, reject, sp, gain_u, use_gain, wa
     if use_gain:
         th[10] = 1.0
     f2 = th[24]
+    gz, lnf, Xd = _eval_grid(hz, lk_nu, lk_lnf, lk_Xd, leak)
     if leak:
-        gz = lk_nu
-        lnf = lk_lnf
-        Xd = lk_Xd
         th[24] = 0.0
-    else:
-        gz = hz
-        lnf, Xd = _grid(hz)
     S, J, status, maxre = _kernel_grid(th, gz, lnf, Xd, want_grad, _MAX_ITER, _TOL)
     dnu24 = np.empty(0)
     if leak:
@@ -597,13 +602,7 @@ def neural_power_many(Phi, buf):
     lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak = _unpack_leak(buf)
     n = Phi.shape[0]
     out = np.full(n, np.nan)
-    if leak:
-        gz = lk_nu
-        lnf = lk_lnf
-        Xd = lk_Xd
-    else:
-        gz = hz
-        lnf, Xd = _grid(hz)
+    gz, lnf, Xd = _eval_grid(hz, lk_nu, lk_lnf, lk_Xd, leak)
     for t in range(n):
         theta = theta_base.copy()
         for i in range(d):
@@ -841,13 +840,7 @@ def spectra_many(Theta, hz, buf=None):
 def _spectra_many(Theta, hz, lk_nu, lk_lnf, lk_Xd, lk_ramp, lk_W, leak):
     n = Theta.shape[0]
     out = np.empty((n, hz.shape[0]))
-    if leak:
-        gz = lk_nu
-        lnf = lk_lnf
-        Xd = lk_Xd
-    else:
-        gz = hz
-        lnf, Xd = _grid(hz)
+    gz, lnf, Xd = _eval_grid(hz, lk_nu, lk_lnf, lk_Xd, leak)
     for t in range(n):
         try:
             th = Theta[t, :25].copy()
