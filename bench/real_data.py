@@ -71,6 +71,38 @@ Same flags for both recordings (``--leakage --widen-priors 4 --dof-source blocks
 fit``): STN beta 95.6 % of bins inside (18 and 35 Hz outside), converged (R-hat 1.006, bulk
 ESS 1183, 3 divergences), kappa 0.40 (0.26-0.59), fitted peak 17 Hz against the data's 18,
 57 s; the EEG figures as above (284 s at load ~3).
+
+Convergence of the EEG fit (Nov 2026, same flags, 4 x 1000 draws, seed 0; wall times at load
+4-9 on 2 cores, so long).  The geometry of the reference run is not a banana: tau_sp given
+contrib_ss is linear (constant conditional SD), contrib_ss has kurtosis -0.4; but in warped
+coordinates the draws have covariance eigenvalues 0.46-7.7 (the Laplace curvature at the mode
+underestimates the spread along contrib_ss/contrib_dp/innov_dct/filter_slope by up to 2.8x),
+which a diagonal mass matrix cannot undo.  ``--pilot N`` (``sample_nutpie(pilot=N)``:
+re-whiten the warp components by the mean and covariance of a pilot run's warped draws,
+:func:`nmm_inference.inference.samplers.whiten_components`) fixes that: ``--pilot 400
+--pilot-tune 400``: R-hat max 1.006, bulk ESS min 775, 14 divergences, 97.4 % inside
+(1388 s at load 7-9; reference 1.016 / 386 / 17).  BUT the posterior has a second mode
+that this fit, the reference run and every diag-mass-matrix run never visit: ``--adaptation
+low_rank --eigval-cutoff 2`` gave R-hat 1.29 (tau_ii, ESS 10) because one chain moved at
+draw ~150 to tau_ii 0.39 and stayed there.  L-BFGS-B from that chain's draws ends at a mode
+with log posterior 132.62 (tau_ii 0.389, sigmoid_slope -0.457, kappa 0.47), 1.3 above the
+mode the warp uses (131.32, tau_ii 0.488), Laplace log evidence 81.39 against 79.69, i.e.
+Laplace weight ~0.84 against ~0.15; the straight segment between them drops ~70 log-units.
+The mode search (32 continuation starts) finds one or the other depending on the seed
+(``find_modes`` on the "free" variant: seed 2 finds the tau_ii-0.389 mode but not the 0.488
+one; seed 0 as used here the opposite).  With both in the warp (prototype: the mode added by
+hand) every chain moves between them (80 % of the draws at tau_ii < 0.44), 100 % of bins
+inside, kappa 0.31, but R-hat 1.029 (tau_sp), ESS 200, 76 divergences (1014 s); both modes
+plus the pilot re-whitening (pilot 400/400): R-hat 1.0101 (tau_sp), bulk ESS 534, 49
+divergences, 100 % inside, kappa 0.32, 82 % of the draws at tau_ii < 0.44 in every chain
+(1207 s); with seed 1 the same setting gives R-hat 1.038 (tau_sp, one chain's mean 0.083
+against 0.12-0.135), ESS 162, 135 divergences (603 s): the pilot's covariance had an
+eigenvalue of 91 (a pilot chain far out along one direction), so the seed-0 figure is not
+robust either.  So the R-hat 1.006 above is the convergence of one mode, not of the
+posterior; the two modes' locations are in ``bench/out/real_data_eeg_modes_helperA.json``.
+Still needed: a mode search that finds both modes without help (``--n-starts 96`` with
+continuation was started but not finished: > 47 min at load 2-7), and a more robust
+pilot covariance (the mean/covariance of a pilot with an outlying chain hurts).
 """
 from __future__ import annotations
 
@@ -193,6 +225,15 @@ def main():
                     help="NUTS step-size adaptation target (CMCModel.fit's target_accept)")
     ap.add_argument("--adaptation", default="diag", choices=("diag", "low_rank"),
                     help="nutpie mass-matrix adaptation")
+    ap.add_argument("--eigval-cutoff", type=float, default=None,
+                    help="nutpie's mass_matrix_eigval_cutoff (with --adaptation low_rank; "
+                         "nutpie's default 100 keeps only very strong correlations)")
+    ap.add_argument("--pilot", type=int, default=0,
+                    help="draws per chain of a pilot run whose warped draws re-whiten the warp "
+                         "components before the main run (sample_nutpie's pilot; 0: none)")
+    ap.add_argument("--pilot-tune", type=int, default=None,
+                    help="tuning steps per chain of the pilot run (default: --tune)")
+    ap.add_argument("--tag", default="", help="suffix of the output file names")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     args = ap.parse_args()
     print(f"load: {os.getloadavg()}")
@@ -214,6 +255,18 @@ def main():
         tag += f"_ta{args.target_accept:g}"
     if args.adaptation != "diag":
         tag += f"_{args.adaptation}"
+    extra = {}
+    if args.eigval_cutoff is not None:
+        extra["mass_matrix_eigval_cutoff"] = args.eigval_cutoff
+        tag += f"_cut{args.eigval_cutoff:g}"
+    if args.pilot:
+        extra["pilot"] = args.pilot
+        extra["pilot_tune"] = args.pilot_tune
+        tag += f"_pilot{args.pilot}" + ("" if args.pilot_tune is None else f"t{args.pilot_tune}")
+    if args.tune != 1000:
+        tag += f"_tune{args.tune}"
+    if args.tag:
+        tag += f"_{args.tag}"
     OUT.mkdir(exist_ok=True)
     results = {}
     figs = []
@@ -247,7 +300,8 @@ def main():
             post = invert_csd(hz, y, dof=dof, random_seed=args.seed, draws=args.draws,
                               tune=args.tune, chains=args.chains, dof_scale=args.dof_scale,
                               priors=priors, leakage=leakage, n_starts=args.n_starts,
-                              target_accept=args.target_accept, adaptation=args.adaptation)
+                              target_accept=args.target_accept, adaptation=args.adaptation,
+                              **extra)
         wall = time.perf_counter() - t0
         yrep = post["posterior_predictive"]["y"].values.reshape(-1, hz.size)
         lo, hi = np.quantile(yrep, [0.03, 0.97], axis=0)
@@ -283,7 +337,13 @@ def main():
                          "priors": {k: list(v) for k, v in (priors or {}).items()},
                          "converged": int(a["converged"]), "r_hat_max": float(a["r_hat_max"]),
                          "ess_bulk_min": float(a["ess_bulk_min"]), "n_bins": int(hz.size),
-                         "dof_source": args.dof_source, "overdispersion_phi": phi}
+                         "dof_source": args.dof_source, "overdispersion_phi": phi,
+                         "n_divergent": int(a["n_divergent"]),
+                         "settings": {"draws": args.draws, "tune": args.tune,
+                                      "chains": args.chains, "seed": args.seed,
+                                      "target_accept": args.target_accept,
+                                      "adaptation": args.adaptation, **extra},
+                         "load_after": list(os.getloadavg())}
         figs.append((case, hz, y, lo, hi, med))
     tmp = OUT / f"real_data_{tag}.json.tmp"
     tmp.write_text(json.dumps(results, indent=1))

@@ -32,8 +32,8 @@ from . import _target as T
 
 logger = logging.getLogger("nmm_inference")
 
-__all__ = ["SamplerResult", "SAMPLERS", "warp_setup", "sample_nutpie", "sample_pymc",
-           "sample_smc", "sample_laplace"]
+__all__ = ["SamplerResult", "SAMPLERS", "warp_setup", "whiten_components", "sample_nutpie",
+           "sample_pymc", "sample_smc", "sample_laplace"]
 
 SAMPLERS = ("nutpie", "pymc", "smc", "laplace")
 
@@ -87,7 +87,8 @@ class SamplerResult:
 MIN_TILE_WEIGHT = 0.01
 
 
-def warp_setup(problem, modes, *, min_mode_weight=1e-3, min_tile_weight=MIN_TILE_WEIGHT):
+def warp_setup(problem, modes, *, min_mode_weight=1e-3, min_tile_weight=MIN_TILE_WEIGHT,
+               lp_max=None):
     """Warp components: the modes with weight >= ``min_mode_weight`` and the ridge tiles
     (``n_hits == 0``) with weight >= ``min_tile_weight``; return ``(buf, kept, dropped)``.
 
@@ -104,6 +105,9 @@ def warp_setup(problem, modes, *, min_mode_weight=1e-3, min_tile_weight=MIN_TILE
         Smallest weight of a mode (``n_hits > 0``) that is kept.
     min_tile_weight : float, optional
         Smallest weight of a ridge tile that is kept.
+    lp_max : float, optional
+        Upper bound on the log posterior used to skip negligible warp terms; default: the
+        largest ``logp`` of ``modes`` plus 2.
 
     Returns
     -------
@@ -120,10 +124,70 @@ def warp_setup(problem, modes, *, min_mode_weight=1e-3, min_tile_weight=MIN_TILE
     lw = np.array([m.log_evidence for m in kept])
     lw = lw - lw.max()
     # bound on the log posterior used to skip negligible warp terms: the best mode + 2
-    lp_max = max(m.logp for m in modes) + 2.0
+    if lp_max is None:
+        lp_max = max(m.logp for m in modes) + 2.0
     buf = problem.buffer(np.array([m.phi for m in kept]), np.array([m.chol for m in kept]), lw,
                          lp_max=lp_max)
     return buf, kept, dropped
+
+
+def whiten_components(problem, components, Z, *, prior_count=5.0):
+    """Re-whiten warp components by the mean and covariance of draws of the warped target.
+
+    The Laplace approximations that define the warp describe the posterior's curvature at
+    the modes only; where the posterior is wider, narrower or shifted (a long ridge, a
+    tilted one), the warped density is far from a standard normal and NUTS with a diagonal
+    mass matrix mixes slowly along the correlated directions.  Given draws ``Z`` of the
+    warped target (a pilot run), every component ``(m_k, L_k)`` becomes
+    ``(m_k + L_k mu, L_k A)`` with ``mu`` and ``A A^T`` the mean and (regularised) covariance
+    of ``Z``: the warped target of the new components has mean ~0 and covariance ~I (a dense
+    mass matrix, in effect).  The warp stays exact for any centres and Cholesky factors
+    (only the sampler's efficiency depends on them), so nothing about the posterior is
+    assumed.
+
+    Parameters
+    ----------
+    problem : nmm_inference.inference._problem.Problem
+        The inversion (its log posterior gives the components' new Laplace log evidence).
+    components : list of Mode
+        The warp components that made ``Z`` (the ``kept`` list of :func:`warp_setup`).
+    Z : ndarray, shape (..., d)
+        Draws of the warped target in warped coordinates (chains and draws pooled).
+    prior_count : float, optional
+        Regularisation: the covariance is shrunk towards the identity as if ``prior_count``
+        draws with covariance I were added (``(n C + prior_count I) / (n + prior_count)``).
+
+    Returns
+    -------
+    list of Mode
+        New components (same order, weights and ``n_hits``), lower-triangular Cholesky
+        factors ``L_k A``, covariances ``L_k A A^T L_k^T`` and log evidence
+        ``logp(m_k') + d/2 log(2 pi) + log|L_k A|``.
+
+    Raises
+    ------
+    ValueError
+        If ``Z`` has non-finite values, fewer than two draws or the wrong dimension.
+    """
+    from .laplace import Mode
+
+    d = problem.d
+    Z = np.asarray(Z, dtype=float).reshape(-1, np.shape(Z)[-1])
+    if Z.shape[1] != d or Z.shape[0] < 2 or not np.all(np.isfinite(Z)):
+        raise ValueError(f"need finite warped draws of dimension {d}, got shape {Z.shape}")
+    n = Z.shape[0]
+    mu = Z.mean(axis=0)
+    C = (n * np.cov(Z.T, ddof=1).reshape(d, d) + prior_count * np.eye(d)) / (n + prior_count)
+    A = np.linalg.cholesky((C + C.T) / 2)
+    out = []
+    for m in components:
+        L = m.chol @ A
+        phi = m.phi + m.chol @ mu
+        lp = float(problem.logp(phi, False)[0])
+        le = lp + 0.5 * d * np.log(2 * np.pi) + float(np.sum(np.log(np.abs(np.diag(L)))))
+        out.append(Mode(phi=phi, logp=lp, cov=L @ L.T, chol=L, log_evidence=le, weight=m.weight,
+                        n_hits=m.n_hits, hessian_ok=m.hessian_ok))
+    return out
 
 
 def _map_warped(Z, buf, rng):
@@ -193,7 +257,7 @@ def _run_nutpie(buf, d, *, draws, tune, chains, seed, target_accept, adaptation,
 
 def sample_nutpie(problem, modes, *, draws=1000, tune=1000, chains=4, random_seed=None,
                   target_accept=0.8, adaptation="diag", min_mode_weight=1e-3, cores=None,
-                  progressbar=False, **nutpie_kwargs):
+                  progressbar=False, pilot=0, pilot_tune=None, **nutpie_kwargs):
     """NUTS (nutpie) on the warped posterior; see the module docstring.
 
     ``modes`` are the warp components (modes and ridge tiles,
@@ -221,6 +285,12 @@ def sample_nutpie(problem, modes, *, draws=1000, tune=1000, chains=4, random_see
         Chains run in parallel (nutpie's default when ``None``).
     progressbar : bool, optional
         Show nutpie's progress bar.
+    pilot : int, optional
+        Draws per chain of a pilot run; 0 (default): none.  With ``pilot > 0`` the warp
+        components are re-whitened by the mean and covariance of the pilot's warped draws
+        (:func:`whiten_components`) before the main run, whose draws alone are returned.
+    pilot_tune : int, optional
+        Tuning steps per chain of the pilot run (default: ``tune``).
     **nutpie_kwargs
         Passed to :func:`nutpie.sample`.
 
@@ -229,7 +299,8 @@ def sample_nutpie(problem, modes, *, draws=1000, tune=1000, chains=4, random_see
     result : SamplerResult
         Draws, NUTS statistics, component assignments and the warped draws ``z``; ``info``
         names the nutpie model used (``"cfunc"``, or ``"pyfunc"`` when nutpie's internal
-        C-callback model is unavailable).
+        C-callback model is unavailable) and, with a pilot run, its settings, wall time and
+        the eigenvalues of the pilot's warped-draw covariance (``pilot_cov_eigvals``).
     buf : ndarray
         The packed warped target (see :func:`warp_setup`).
     kept, dropped : list of Mode
@@ -238,8 +309,31 @@ def sample_nutpie(problem, modes, *, draws=1000, tune=1000, chains=4, random_see
     rng = np.random.default_rng(random_seed)
     buf, kept, dropped = warp_setup(problem, modes, min_mode_weight=min_mode_weight)
     t0 = time.perf_counter()
+    seed = rng.integers(2 ** 31 - 1)
+    pilot_info = {}
+    if pilot:
+        pilot_tune = tune if pilot_tune is None else pilot_tune
+        # the pilot's seed is derived from the main run's without drawing from ``rng``:
+        # the main run and the component assignment get the same random numbers as
+        # without a pilot
+        pseed = np.random.default_rng([int(seed), 1]).integers(2 ** 31 - 1)
+        Zp, ssp, _ = _run_nutpie(buf, problem.d, draws=int(pilot), tune=int(pilot_tune),
+                                 chains=chains, seed=pseed,
+                                 target_accept=target_accept, adaptation=adaptation,
+                                 cores=cores, progressbar=progressbar, **nutpie_kwargs)
+        lp_max = max(m.logp for m in modes) + 2.0
+        kept = whiten_components(problem, kept, Zp)
+        buf, _, _ = warp_setup(problem, kept, min_mode_weight=0.0, min_tile_weight=0.0,
+                               lp_max=lp_max)
+        Zf = Zp.reshape(-1, problem.d)
+        pilot_info = {"pilot": int(pilot), "pilot_tune": int(pilot_tune),
+                      "pilot_wall_s": time.perf_counter() - t0,
+                      "pilot_n_divergent": int(np.sum(np.asarray(ssp["diverging"].values)))
+                      if "diverging" in ssp else -1,
+                      "pilot_cov_eigvals": np.linalg.eigvalsh(np.cov(Zf.T)).tolist(),
+                      "pilot_mean_norm": float(np.linalg.norm(Zf.mean(axis=0)))}
     Z, ss, kind = _run_nutpie(buf, problem.d, draws=draws, tune=tune, chains=chains,
-                              seed=rng.integers(2 ** 31 - 1), target_accept=target_accept,
+                              seed=seed, target_accept=target_accept,
                               adaptation=adaptation, cores=cores, progressbar=progressbar,
                               **nutpie_kwargs)
     wall = time.perf_counter() - t0
@@ -251,7 +345,7 @@ def sample_nutpie(problem, modes, *, draws=1000, tune=1000, chains=4, random_see
                 stats[dst] = v
     phi, comp, probs = _map_warped(Z, buf, rng)
     info = {"adaptation": adaptation, "target_accept": target_accept, "nutpie_model": kind,
-            "n_components": len(kept), "n_components_dropped": len(dropped)}
+            "n_components": len(kept), "n_components_dropped": len(dropped), **pilot_info}
     res = SamplerResult("nutpie", phi, stats, comp, probs, Z, info=info, wall_s=wall)
     return res, buf, kept, dropped
 
