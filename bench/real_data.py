@@ -271,6 +271,8 @@ def main():
         tag += f"_tune{args.tune}"
     if args.tag:
         tag += f"_{args.tag}"
+    if sorted(args.cases) != sorted(CASES):     # a subset must not overwrite a full run's files
+        tag += "_" + "_".join(sorted(args.cases))
     OUT.mkdir(exist_ok=True)
     results = {}
     figs = []
