@@ -200,6 +200,37 @@ def block_overdispersion(case, n_blocks=None):
     return float(np.mean(phi_f)), phi_f, phi_s, P
 
 
+def mode_table(hz, y, dof, args, priors, leakage, search):
+    """The mode search of ``invert_csd`` alone (same model, same seed): modes printed and returned."""
+    from nmm_inference.inference.model import CMCModel, _child_seeds
+    from nmm_inference.inference.laplace import find_components
+
+    model = CMCModel(y, freqs=hz, dof=dof, likelihood="gamma", data_scale="auto",
+                     dof_scale=args.dof_scale, priors=priors, leakage=leakage)
+    prob = model._problem()
+    variants = None
+    if prob.data_scale == "auto":
+        variants = [model._variant(prob, "model"), model._variant(prob, "free")]
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        modes, _ = find_components(prob, variants, n_starts=args.n_starts,
+                                   random_seed=_child_seeds(args.seed, 4)[0], mode_search=search)
+    wall = time.perf_counter() - t0
+    names = list(prob.names)
+    show = ("tau_ss", "tau_sp", "tau_ii", "tau_dp", "g_ii_ss", "g_ii_ii", "sigmoid_slope", "log_dof_scale")
+    print(f"mode search: {wall:.0f} s, {len(modes)} modes (seed {args.seed}, {args.n_starts} starts, {search})")
+    print("   logp  log_ev  weight  hits  " + "  ".join(f"{n[:9]:>9s}" for n in show))
+    for m in modes:
+        if m.logp < modes[0].logp - 25:
+            continue
+        print(f"{m.logp:7.2f} {m.log_evidence:7.2f} {m.weight:7.4f} {m.n_hits:5d}  "
+              + "  ".join(f"{m.phi[names.index(n)]:9.3f}" for n in show if n in names))
+    return {"wall_s": wall, "seed": args.seed, "n_starts": args.n_starts,
+            "mode_search": {k: (list(v) if isinstance(v, tuple) else v) for k, v in search.items()},
+            "modes": [m.as_dict(names) for m in modes], "load_after": list(os.getloadavg())}
+
+
 def main():
     from nmm_inference.spm import invert_csd
 
@@ -237,6 +268,15 @@ def main():
                          "components before the main run (sample_nutpie's pilot; 0: none)")
     ap.add_argument("--pilot-tune", type=int, default=None,
                     help="tuning steps per chain of the pilot run (default: --tune)")
+    ap.add_argument("--explore-sd", type=float, nargs="+", default=None,
+                    help="excursion lengths (Laplace SDs) of the mode search's neighbourhood "
+                         "exploration (find_modes' explore_sd; default 3)")
+    ap.add_argument("--explore-rounds", type=int, default=None,
+                    help="rounds of the neighbourhood exploration (find_modes' explore_rounds; default 3)")
+    ap.add_argument("--no-explore", action="store_true",
+                    help="no neighbourhood exploration (the mode search of earlier runs)")
+    ap.add_argument("--modes-only", action="store_true",
+                    help="run the mode search only; print and save the modes (real_data_modes_<tag>.json)")
     ap.add_argument("--tag", default="", help="suffix of the output file names")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     args = ap.parse_args()
@@ -263,6 +303,20 @@ def main():
     if args.eigval_cutoff is not None:
         extra["mass_matrix_eigval_cutoff"] = args.eigval_cutoff
         tag += f"_cut{args.eigval_cutoff:g}"
+    search = {}
+    if args.no_explore:
+        search["explore"] = False
+        tag += "_noexplore"
+    if args.explore_sd is not None:
+        search["explore_sd"] = tuple(args.explore_sd)
+        tag += "_xsd" + "-".join(f"{v:g}" for v in args.explore_sd)
+    if args.explore_rounds is not None:
+        search["explore_rounds"] = args.explore_rounds
+        tag += f"_xr{args.explore_rounds}"
+    if search:
+        extra["mode_search"] = search
+    if args.seed != 0:
+        tag += f"_seed{args.seed}"
     if args.pilot:
         extra["pilot"] = args.pilot
         extra["pilot_tune"] = args.pilot_tune
@@ -301,6 +355,9 @@ def main():
             print(f"{case}: leakage operator on {leakage[0].size} fine frequencies "
                   f"{leakage[0][0]:.2f}-{leakage[0][-1]:.2f} Hz")
         t0 = time.perf_counter()
+        if args.modes_only:
+            results[case] = mode_table(hz, y, dof, args, priors, leakage, search)
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             post = invert_csd(hz, y, dof=dof, random_seed=args.seed, draws=args.draws,
@@ -351,6 +408,11 @@ def main():
                                       "adaptation": args.adaptation, **extra},
                          "load_after": list(os.getloadavg())}
         figs.append((case, hz, y, lo, hi, med))
+    if args.modes_only:
+        tmp = OUT / f"real_data_modes_{tag}.json.tmp"
+        tmp.write_text(json.dumps(results, indent=1))
+        os.replace(tmp, OUT / f"real_data_modes_{tag}.json")
+        return
     tmp = OUT / f"real_data_{tag}.json.tmp"
     tmp.write_text(json.dumps(results, indent=1))
     os.replace(tmp, OUT / f"real_data_{tag}.json")

@@ -111,7 +111,8 @@ def convergence_summary(posterior, *, n_divergent=0, sampler="nutpie", var_names
     if bad_r or bad_b or bad_t:
         advice.append("run longer (more tune= and draws=)")
         if sampler in ("nutpie", "pymc"):
-            advice.append("search harder for modes (n_starts=) or lower min_mode_weight=")
+            advice.append("search harder for modes (n_starts=, mode_search={'explore_sd': (3, 6), "
+                          "'explore_rounds': 10}) or lower min_mode_weight=")
             advice.append("try sampler='smc' for a strongly multimodal posterior")
     if n_divergent > 0:
         advice.append("raise target_accept (e.g. 0.95); inspect sample_stats.diverging")

@@ -263,16 +263,20 @@ class CMCModel:
 
     # ------------------------------------------------------------------ modes
 
-    def find_modes(self, *, n_starts=32, random_seed=None):
-        """Multi-start MAP with Laplace approximations; sets and returns ``modes_``."""
-        self.modes_ = find_modes(self._problem(), n_starts=n_starts, random_seed=random_seed)
+    def find_modes(self, *, n_starts=32, random_seed=None, **mode_search):
+        """Multi-start MAP with Laplace approximations; sets and returns ``modes_``.
+
+        ``mode_search``: further options of
+        :func:`~nmm_inference.inference.laplace.find_modes`."""
+        self.modes_ = find_modes(self._problem(), n_starts=n_starts, random_seed=random_seed,
+                                 **mode_search)
         return self.modes_
 
     # ------------------------------------------------------------------ fit
 
     def fit(self, *, sampler="nutpie", draws=1000, tune=1000, chains=4, random_seed=None,
             target_accept=0.8, n_starts=32, min_mode_weight=1e-3, log_evidence=True,
-            cores=None, progressbar=False, **sample_kwargs):
+            cores=None, progressbar=False, mode_search=None, **sample_kwargs):
         """Sample the posterior and return an ArviZ ``DataTree``.
 
         Parameters
@@ -297,6 +301,9 @@ class CMCModel:
         cores : int | None
             Parallel chains (default: min(chains, CPU count)).
         progressbar : bool
+        mode_search : dict, optional
+            Options of the mode search (:func:`~nmm_inference.inference.laplace.find_modes`:
+            ``explore``, ``explore_sd``, ``explore_rounds``, ``explore_delta``, ...).
         **sample_kwargs
             Passed to ``nutpie.sample``, ``pymc.sample`` or ``pymc.sample_smc``.
 
@@ -322,7 +329,7 @@ class CMCModel:
             if prob.data_scale == "auto" and prob.lik_code == 0:
                 variants = [self._variant(prob, "model"), self._variant(prob, "free")]
             self.modes_, self.components_ = find_components(
-                prob, variants, n_starts=n_starts, random_seed=seeds[0])
+                prob, variants, n_starts=n_starts, random_seed=seeds[0], mode_search=mode_search)
         t_modes = time.perf_counter() - t0
         buf = None
         kept = dropped = None
@@ -363,6 +370,7 @@ class CMCModel:
                                settings=dict(sampler=sampler, draws=draws, tune=tune,
                                              chains=chains, target_accept=target_accept,
                                              n_starts=n_starts, min_mode_weight=min_mode_weight,
+                                             mode_search=dict(mode_search or {}),
                                              random_seed=None if isinstance(random_seed, np.random.Generator) else random_seed),
                                t_modes=t_modes, t_total=time.perf_counter() - t_start)
         self.idata_ = idata

@@ -89,3 +89,62 @@ def test_laplace_draws_outside_the_support_are_redrawn():
     # evidence: (2 pi / 1.1) Phi(sqrt(1.1)); importance-sampling SE ~0.01 (4000 draws, about
     # 16 % of them outside with weight 0), so 0.04 is ~4 SE
     np.testing.assert_allclose(res.log_evidence, np.log(2 * np.pi / 1.1 * 0.85290), atol=0.04)
+
+
+class WalledBumps:
+    """Two Gaussian bumps (sd 0.3 in x) at x = 0 and x = 1.2, weights 0.4 / 0.6, with a deep,
+    narrow wall at x = 0.6 between them: an optimiser started at the prior mean (-0.3, 0) ends in
+    the first bump, and the straight segment between the two crosses the wall.  The second
+    coordinate is a standard normal (not informed, prior SD 1)."""
+
+    names = ["x", "y"]
+    d = 2
+    center = np.array([-0.3, 0.0])
+    scale = np.ones(2)
+    mx = np.array([0.0, 1.2])
+    lw = np.log([0.4, 0.6])
+
+    def prior_draws(self, n, rng):
+        return np.zeros((0, 2))
+
+    def logp(self, v, grad=True):
+        x, y = v
+        z = (x - self.mx) / 0.3
+        lc = self.lw - 0.5 * z ** 2
+        m = lc.max()
+        w = np.exp(lc - m)
+        lp = m + np.log(w.sum()) - 0.5 * y ** 2
+        w /= w.sum()
+        gx = -(w * z / 0.3).sum()
+        e = np.exp(-0.5 * ((x - 0.6) / 0.04) ** 2)
+        lp -= 200.0 * e
+        gx += 200.0 * e * (x - 0.6) / 0.04 ** 2
+        return lp, np.array([gx, -y])
+
+
+def test_exploration_finds_a_mode_behind_a_wall():
+    plain = find_modes(WalledBumps(), n_starts=1, explore=False)
+    assert len(plain) == 1
+    # the other bump's tail moves the maximum by ~6e-4
+    np.testing.assert_allclose(plain[0].phi, [0.0, 0.0], atol=2e-3)
+    both = find_modes(WalledBumps(), n_starts=1)          # default: excursions of 3 Laplace SDs
+    assert len(both) == 2
+    np.testing.assert_allclose(both[0].phi, [1.2, 0.0], atol=2e-3)     # as above
+    # Laplace weights are the bump weights up to the mass the wall removes and the bumps'
+    # overlap (each < 1 % here)
+    np.testing.assert_allclose([m.weight for m in both], [0.6, 0.4], atol=0.02)
+    assert both[0].n_hits >= 1 and both[1].n_hits >= 2       # the start, and excursions back
+
+
+def test_exploration_bad_lengths():
+    with pytest.raises(ParameterError, match="explore_sd"):
+        find_modes(WalledBumps(), n_starts=1, explore_sd=(3.0, -1.0))
+
+
+def test_exploration_warns_when_rounds_run_out():
+    from nmm_inference.errors import ConvergenceWarning
+
+    # round 1 finds the second bump, which is then left unexplored
+    with pytest.warns(ConvergenceWarning, match="still finding modes"):
+        modes = find_modes(WalledBumps(), n_starts=1, explore_rounds=1)
+    assert len(modes) == 2

@@ -7,7 +7,8 @@ import pytest
 from nmm_inference.inference import _target as T
 from nmm_inference.inference._problem import Problem
 from nmm_inference.inference.laplace import find_modes
-from nmm_inference.inference.samplers import sample_nutpie, warp_setup, whiten_components
+from nmm_inference.inference.samplers import (pilot_outlier_chains, sample_nutpie, warp_setup,
+                                               whiten_components)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,23 @@ def test_whiten_components_rejects_bad_draws(small):
     Z[3, 1] = np.nan
     with pytest.raises(ValueError):
         whiten_components(p, modes[:1], Z)
+
+
+def test_pilot_outlier_chains():
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(4, 400, 5))
+    # chains from one distribution: largest variance ratio of 400 draws in 5-D ~1.3, far below 4
+    assert pilot_outlier_chains(Z) == []
+    Z[2, :, 1] *= 3.0      # one chain 9x as wide along one axis
+    assert pilot_outlier_chains(Z) == [2]
+    Z[2, :, 1] /= 3.0
+    Z[0, :, 4] += 2.5      # one chain off-centre: mean square 1 + 2.5^2 along that axis
+    assert pilot_outlier_chains(Z) == [0]
+    Z[3, :, 4] += 2.5      # half of the chains away: no majority, nothing left out
+    assert pilot_outlier_chains(Z) == []
+    assert pilot_outlier_chains(Z[:2]) == []         # two chains: no majority to compare with
+    with pytest.raises(ValueError):
+        pilot_outlier_chains(Z.reshape(-1, 5))
 
 
 @pytest.mark.slow   # two short nutpie runs plus a pilot: ~10 s of CPU, more under load
