@@ -107,6 +107,26 @@ The STN case with ``--pilot 400 --pilot-tune 400`` (``--cases pd_stn_beta --tag`
 output renamed ``..._pilot400t400_stn.json``): converged, R-hat 1.005, bulk ESS 2447, 1
 divergence, 95.6 % of bins inside, kappa 0.40 (0.26-0.60), 58 s at load ~1.3 (as without the
 pilot).
+
+The EEG posterior has many modes (Nov 2026).  ``find_modes`` now explores the neighbourhood of
+every mode it finds (excursions along the data-informed parameters, see its docstring).
+``--modes-only --explore-sd 3 6 --explore-rounds 10`` (the mode search alone, same flags as
+above): seed 0 and seed 1 end with the same 14 modes within 10 log-units of the best (logp,
+Laplace evidence and weights equal to 3-4 digits; 28 and 29 modes within 25): Laplace weights
+0.34 (logp 135.15, tau_ii 0.66), 0.31 (136.14, tau_ii 0.78), 0.25 (130.67, tau_ii 0.45, kappa
+0.24), 0.06, 0.02, 0.01, 0.007, ...; the tau_ii 0.39 and 0.49 modes of the earlier runs weigh
+0.003 and 0.0005.  The straight segments between six of them drop by 70 to 3000 log-units
+(parameter sets where a pole of the transfer function nears the frequency axis), so no local
+sampler crosses between them; the warp does, for the modes it is given.  Without exploration
+the 32 starts found 1 (seed 0) of the 14; with the default excursions (3 SD, 3 rounds) 2 and 5.
+Mode search 843 s (seed 0, load ~2) and 2096 s (seed 1, load ~5); output
+``real_data_modes_..._xsd3-6_xr10[_seed1]_eegmat_O2_alpha.json``.
+The fit with all of them (``--explore-sd 3 6 --explore-rounds 10 --pilot 400 --pilot-tune
+400``, seed 0; 11 warp components kept with Laplace weight >= 1e-3): R-hat max 1.0115, bulk
+ESS min 607, tail ESS min 791, 31 divergences, 39/39 bins (100 %) inside, kappa 0.33
+(0.13-0.63); the posterior spans the modes (tau_ii 0.63 +- 0.14, tau_dp 0.23 +- 0.25), fitted
+peak 11 Hz; 4663 s at load 2-5 (the warp density evaluates every component: ~3x the cost of
+a 4-component warp).  Not converged by the R-hat <= 1.01 rule, just.
 """
 from __future__ import annotations
 
