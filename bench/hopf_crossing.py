@@ -24,6 +24,13 @@ line") and interferes with the other modes at its pulled frequency (``--interfer
 pulled``); ``--corrections none --interference linear`` is the cubic line of earlier runs.
 Both models scale the log-likelihood for the correlation of neighbouring Hann-Welch bins
 (``--bin-correlation``, default on; ``--no-bin-correlation`` treats the bins as independent).
+``--line-gain-sd X`` (default off) gives the adiabatic line an unknown readout gain,
+``log g ~ N(0, X^2)``, integrated out inside the likelihood (``HopfModel(line_gain_sd=X)``);
+the record-0 details then also print the conditional posterior of ``log g`` at the MAP.
+``--residual-lags K`` (default off) replaces the Hann composite-likelihood scale of each fit by
+one estimated from the record's own residual correlation at lags 1..K at a preliminary MAP
+(``HopfModel(residual_lags=K)``; never above the Hann scale); the scale used is printed per
+record and appended to the per-record lines of ``--records-out``.
 
 Coverage over independent records (``--records K``, default 1): for each sigma, K
 recordings are simulated and fitted; record 0 is the recording of the single-record run
@@ -53,7 +60,8 @@ record 0 only (``--record-details`` computes them for every record).
 Usage: ``python bench/hopf_crossing.py [--duration 200] [--dof-scale fit|recorded]
 [--sigmas -5 0 5] [--models adiabatic spm] [--corrections quintic,noise|all|none]
 [--interference linear|pulled] [--no-bin-correlation] [--records K] [--records-out PATH]
-[--record-details] [--first-record k0] [--combine FILE ...]``
+[--record-details] [--first-record k0] [--line-gain-sd X] [--residual-lags K]
+[--combine FILE ...]``
 
 ``--combine FILE ...`` fits nothing: it re-reads the per-record results of earlier
 ``--records-out`` files (e.g. one run per sigma, run in parallel) and writes their joint
@@ -110,8 +118,25 @@ def ppc_coverage(model, idata, rng, prob=0.94, n=400):
     X = X[rng.choice(X.shape[0], size=min(n, X.shape[0]), replace=False)]
     reps = []
     for x in X:
-        S0 = model.predict(x)
         kappa = 1.0
+        if getattr(model, "line_gain_sd", None) is not None:
+            # exact conditional draw of (kappa, line gain) on their grid
+            w, (So, Sl, Sx) = model._gain_posterior_grid(x)
+            i = rng.choice(w.size, p=w.ravel())
+            if w.ndim == 2:
+                ik, ig = np.unravel_index(i, w.shape)
+                kappa = float(np.exp(model._logk[ik]))
+            else:
+                ig = i
+            g = float(np.exp(model._logg[ig]))
+            S0 = So + g * Sl + np.sqrt(g) * Sx
+            a = 0.5 * model.dof * kappa
+            A = a.sum()
+            B = np.sum(a * model.y / S0)
+            S = S0 / rng.gamma(A, 1.0 / B)
+            reps.append(rng.gamma(a, S / a))
+            continue
+        S0 = model.predict(x)
         if model.dof_scale == "fit":   # exact conditional draw of kappa on its grid
             lw = model._logw + model._ll_kappa(S0)
             p = np.exp(lw - lw.max())
@@ -266,6 +291,12 @@ def main():
     ap.add_argument("--combine", nargs="+", metavar="FILE",
                     help="no fits: summarise the per-record results of earlier --records-out "
                          "files together and write --records-out")
+    ap.add_argument("--line-gain-sd", type=float, default=None,
+                    help="adiabatic line only: unknown line readout gain, log g ~ N(0, X^2), "
+                         "integrated out (default: none)")
+    ap.add_argument("--residual-lags", type=int, default=None,
+                    help="composite-likelihood scale from the residual correlation at bin lags "
+                         "1..K at a preliminary MAP, per record (default: Hann scale)")
     ap.add_argument("--record-details", action="store_true",
                     help="sigma posterior, max loglik and predictive coverage for every record, "
                          "not only record 0")
@@ -290,7 +321,9 @@ def main():
     header = [f"load: {os.getloadavg()}",
               f"model: S=0.5, free {FREE}, priors {PRIORS}, noise_std={NOISE}, Welch Hann {TAPER_S} s, "
               f"dof_scale={args.dof_scale}, bin_correlation={args.bin_correlation}; adiabatic line: "
-              f"corrections={list(corrections)}, interference={args.interference}"]
+              f"corrections={list(corrections)}, interference={args.interference}"
+              + ("" if args.line_gain_sd is None else f", line_gain_sd={args.line_gain_sd}")
+              + ("" if args.residual_lags is None else f", residual_lags={args.residual_lags}")]
     for h in header:
         print(h)
     rng = np.random.default_rng(args.seed)
@@ -319,6 +352,10 @@ def main():
                 t0 = time.perf_counter()
                 extra = (dict(corrections=corrections, interference=args.interference)
                          if spectrum == "adiabatic" else {})
+                if spectrum == "adiabatic" and args.line_gain_sd is not None:
+                    extra["line_gain_sd"] = args.line_gain_sd
+                if args.residual_lags is not None:
+                    extra["residual_lags"] = args.residual_lags
                 m = HopfModel(y, freqs=hz, dof=dof, free=FREE, priors=PRIORS, base=BASE,
                               spectrum=spectrum, taper_seconds=TAPER_S, dof_scale=args.dof_scale,
                               bin_correlation=args.bin_correlation, **extra)
@@ -340,6 +377,9 @@ def main():
                 joint = m.joint_hpd_contains(truth)
                 recs.append(dict(sigma=line.sigma, model=spectrum, record=k, seed=sim_seed,
                                  inside=inside, joint=joint, mean=means, sd=sds, truth=truth.tolist()))
+                if args.residual_lags is not None:
+                    recs[-1]["scale"] = m.loglik_scale
+                    print(f"  [{spectrum:9s}] composite scale from residuals {m.loglik_scale:.3f}")
                 if not details:
                     z = (np.array(means) - truth) / np.array(sds)
                     print(f"  [{spectrum:9s}] fit {t_fit:5.1f} s, "
@@ -356,6 +396,9 @@ def main():
                 if args.dof_scale == "fit":
                     mk, sk = m.dof_scale_posterior(m.map_)
                     kap = f", kappa at MAP {np.exp(mk):.3f} (log sd {sk:.2f})"
+                if getattr(m, "line_gain_sd", None) is not None:
+                    mg, sg_ = m.line_gain_posterior(m.map_)
+                    kap += f", line gain at MAP {np.exp(mg):.3f} (log sd {sg_:.3f})"
                 print(f"  [{spectrum:9s}] fit {t_fit:5.1f} s, edge mass {dt.attrs['grid_edge_mass']:.1e}, "
                       f"max loglik {ll_max:.1f}, log evidence {dt.attrs['log_evidence']:.1f}, "
                       f"PPC 94% coverage {100 * cov:.1f} %{kap}")
@@ -380,7 +423,8 @@ def main():
             per.append(f"  {r['sigma']:+6.2f} {r['model']:9s} {r['record']:3d} {r['seed']:11d}  "
                        + "  ".join(f"{mu:+.5f} {sd:.5f}" for mu, sd in zip(r["mean"], r["sd"]))
                        + "  " + " ".join("IN " if ok else "OUT" for ok in r["inside"])
-                       + "  " + ("IN" if r["joint"] else "OUT"))
+                       + "  " + ("IN" if r["joint"] else "OUT")
+                       + (f"  scale {r['scale']:.4f}" if "scale" in r else ""))
         wall = time.perf_counter() - t_start
         cmd = "python bench/hopf_crossing.py " + " ".join(sys.argv[1:])
         os.makedirs(os.path.dirname(os.path.abspath(args.records_out)), exist_ok=True)
