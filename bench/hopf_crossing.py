@@ -130,17 +130,12 @@ def ppc_coverage(model, idata, rng, prob=0.94, n=400):
                 ig = i
             g = float(np.exp(model._logg[ig]))
             S0 = So + g * Sl + np.sqrt(g) * Sx
-            a = 0.5 * model.dof * kappa
-            A = a.sum()
-            B = np.sum(a * model.y / S0)
-            S = S0 / rng.gamma(A, 1.0 / B)
-            reps.append(rng.gamma(a, S / a))
-            continue
-        S0 = model.predict(x)
-        if model.dof_scale == "fit":   # exact conditional draw of kappa on its grid
-            lw = model._logw + model._ll_kappa(S0)
-            p = np.exp(lw - lw.max())
-            kappa = float(np.exp(rng.choice(model._logk, p=p / p.sum())))
+        else:
+            S0 = model.predict(x)
+            if model.dof_scale == "fit":   # exact conditional draw of kappa on its grid
+                lw = model._logw + model._ll_kappa(S0)
+                p = np.exp(lw - lw.max())
+                kappa = float(np.exp(rng.choice(model._logk, p=p / p.sum())))
         a = 0.5 * model.dof * kappa
         # overall scale: exact conditional draw (flat prior on its log): e^-f ~ Gamma(A, B)
         A = a.sum()

@@ -223,21 +223,17 @@ def block_overdispersion(case, n_blocks=None):
 def mode_table(hz, y, dof, args, priors, leakage, search):
     """The mode search of ``invert_csd`` alone (same model, same seed): modes printed and returned."""
     from nmm_inference.inference.model import CMCModel, _child_seeds
-    from nmm_inference.inference.laplace import find_components
 
     model = CMCModel(y, freqs=hz, dof=dof, likelihood="gamma", data_scale="auto",
                      dof_scale=args.dof_scale, priors=priors, leakage=leakage)
-    prob = model._problem()
-    variants = None
-    if prob.data_scale == "auto":
-        variants = [model._variant(prob, "model"), model._variant(prob, "free")]
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        modes, _ = find_components(prob, variants, n_starts=args.n_starts,
-                                   random_seed=_child_seeds(args.seed, 4)[0], mode_search=search)
+        modes, _ = model.find_components(n_starts=args.n_starts,
+                                         random_seed=_child_seeds(args.seed, 4)[0],
+                                         mode_search=search)
     wall = time.perf_counter() - t0
-    names = list(prob.names)
+    names = list(model.param_names)
     show = ("tau_ss", "tau_sp", "tau_ii", "tau_dp", "g_ii_ss", "g_ii_ii", "sigmoid_slope", "log_dof_scale")
     print(f"mode search: {wall:.0f} s, {len(modes)} modes (seed {args.seed}, {args.n_starts} starts, {search})")
     print("   logp  log_ev  weight  hits  " + "  ".join(f"{n[:9]:>9s}" for n in show))

@@ -915,6 +915,16 @@ class HopfModel:
         self._logk = np.arange(m0 - 5 * s0, m0 + 3 * s0 + 1e-9, 0.03)
         lw = -0.5 * ((self._logk - m0) / s0) ** 2
         self._logw = lw - np.log(np.sum(np.exp(lw)))
+        # Gamma shapes on the kappa grid and their data-only terms, fixed for the model
+        from scipy.special import gammaln
+
+        self._h = 0.5 * self.dof * np.ones_like(self.y)
+        ly = np.log(self.y)
+        self._ka = np.exp(self._logk)[:, None] * (0.5 * self.dof)[None, :]
+        self._kA = self._ka.sum(axis=1)
+        self._kconst = np.sum(self._ka * np.log(self._ka) - gammaln(self._ka) + (self._ka - 1) * ly,
+                              axis=1)
+        self._kgA = gammaln(self._kA)
         self.line_gain_sd = None
         if line_gain_sd is not None:
             sg, hg = float(line_gain_sd), float(line_gain_step)
@@ -929,20 +939,11 @@ class HopfModel:
             self._logg = hg * np.arange(-n, n + 1)
             lg = -0.5 * (self._logg / sg) ** 2
             self._loggw = lg - np.log(np.sum(np.exp(lg)))
-            h = 0.5 * self.dof * np.ones_like(self.y)
-            self._h = h
-            ly = np.log(self.y)
+            h = self._h
             if dof_scale == "fit":
-                from scipy.special import gammaln
-
-                a = np.exp(self._logk)[:, None] * h[None, :]
-                A = a.sum(axis=1)
-                self._gc = (np.sum(a * np.log(a) - gammaln(a) + (a - 1) * ly, axis=1) + gammaln(A)
-                            - A * self._logk)
-                self._gA = A
+                self._gc = self._kconst + self._kgA - self._kA * self._logk
+                self._gA = self._kA
             else:
-                from scipy.special import gammaln
-
                 H = h.sum()
                 self._gc = float(np.sum(h * np.log(h) - gammaln(h) + (h - 1) * ly) + gammaln(H))
                 self._gA = H
@@ -1000,17 +1001,29 @@ class HopfModel:
                   - self._gA[:, None] * lv[None, :])
         return self.loglik_scale * ll
 
+    def _gain_log_weights(self, parts):
+        """:meth:`_gain_grid` plus the nuisance priors' log weights (``None`` as there)."""
+        ll = self._gain_grid(parts)
+        if ll is None:
+            return None
+        return ll + (self._loggw if self.dof_scale == "recorded"
+                     else self._logw[:, None] + self._loggw[None, :])
+
     def _gain_posterior_grid(self, x):
         """Normalised conditional posterior weights of the nuisance grid at ``x`` (shape as
         :meth:`_gain_grid`) and the parts of the spectrum."""
         parts = self.predict_parts(x)
-        ll = self._gain_grid(parts)
+        ll = self._gain_log_weights(parts)
         if ll is None:
             raise ReductionError("the spectrum is not positive and finite at these parameters")
-        ll = ll + (self._loggw if self.dof_scale == "recorded"
-                   else self._logw[:, None] + self._loggw[None, :])
         w = np.exp(ll - ll.max())
         return w / w.sum(), parts
+
+    def _log_gain_moments(self, w):
+        """Mean and sd of ``log g`` under grid weights ``w`` (``log kappa`` summed out)."""
+        wg = w if w.ndim == 1 else w.sum(axis=0)
+        m = float(np.sum(wg * self._logg))
+        return m, float(np.sqrt(np.sum(wg * (self._logg - m) ** 2)))
 
     def line_gain_posterior(self, x):
         """Conditional posterior mean and sd of ``log g`` (the line gain, ``line_gain_sd``) at
@@ -1018,9 +1031,7 @@ class HopfModel:
         if self.line_gain_sd is None:
             raise ParameterError("the model has no line gain (line_gain_sd=None)")
         w, _ = self._gain_posterior_grid(np.asarray(x, float))
-        wg = w if w.ndim == 1 else w.sum(axis=0)
-        m = float(np.sum(wg * self._logg))
-        return m, float(np.sqrt(np.sum(wg * (self._logg - m) ** 2)))
+        return self._log_gain_moments(w)
 
     def log_likelihood(self, x):
         """Gamma log-likelihood with the overall scale (and, when present, ``log kappa`` and the
@@ -1032,11 +1043,9 @@ class HopfModel:
                 parts = self.predict_parts(x)
             except (ReductionError, np.linalg.LinAlgError, ParameterError, FloatingPointError):
                 return -np.inf
-            ll = self._gain_grid(parts)
+            ll = self._gain_log_weights(parts)
             if ll is None:
                 return -np.inf
-            ll = ll + (self._loggw if self.dof_scale == "recorded"
-                       else self._logw[:, None] + self._loggw[None, :])
             m = ll.max()
             return float(m + np.log(np.sum(np.exp(ll - m))))
         try:
@@ -1054,14 +1063,9 @@ class HopfModel:
     def _ll_kappa(self, S0):
         """Scale-marginal Gamma log-likelihood for every ``kappa`` of the grid (vectorised
         :func:`~nmm_inference.inference.whittle_gamma_marginal_loglik`)."""
-        from scipy.special import gammaln
-
-        a = np.exp(self._logk)[:, None] * (0.5 * self.dof)[None, :]
-        ly = np.log(self.y)
-        A = a.sum(axis=1)
-        B = a @ (self.y / S0)
-        return (np.sum(a * np.log(a) - gammaln(a) + (a - 1) * ly, axis=1) - a @ np.log(S0)
-                + gammaln(A) - A * np.log(B))
+        a = self._ka
+        return (self._kconst - a @ np.log(S0) + self._kgA
+                - self._kA * np.log(a @ (self.y / S0)))
 
     def dof_scale_posterior(self, x):
         """Conditional posterior mean and sd of ``log kappa`` at free-parameter values ``x``
@@ -1102,12 +1106,12 @@ class HopfModel:
             raise ParameterError("give lags (the model has no residual_lags)")
         x = np.asarray(x, float)
         if self.line_gain_sd is not None:
-            mg, _ = self.line_gain_posterior(x)
-            So, Sl, Sx = self.predict_parts(x)
+            w, (So, Sl, Sx) = self._gain_posterior_grid(x)
+            mg, _ = self._log_gain_moments(w)
             S = So + math.exp(mg) * Sl + math.exp(0.5 * mg) * Sx
         else:
             S = self.predict(x)
-        h = 0.5 * self.dof * np.ones_like(self.y)
+        h = self._h
         c = np.sum(h * self.y / S) / h.sum()
         u = self.y / (c * S) - 1.0
         u = u - u.mean()

@@ -272,6 +272,34 @@ class CMCModel:
                                  **mode_search)
         return self.modes_
 
+    def find_components(self, *, n_starts=32, random_seed=None, mode_search=None):
+        """The mode search of :meth:`fit`: modes and warp components of the posterior.
+
+        With ``data_scale="auto"`` and the Gamma likelihood the "model" and "free" data-scale
+        variants are searched (:func:`~nmm_inference.inference.laplace.find_components`).
+        Sets ``modes_`` and ``components_``.
+
+        Parameters
+        ----------
+        n_starts : int
+            Optimiser starts per searched variant.
+        random_seed : int | numpy.random.Generator | None
+            Seed of the starts (``fit`` passes its first child seed).
+        mode_search : dict, optional
+            Options of :func:`~nmm_inference.inference.laplace.find_modes`.
+
+        Returns
+        -------
+        modes, components : list of Mode
+        """
+        prob = self._problem()
+        variants = None
+        if prob.data_scale == "auto" and prob.lik_code == 0:
+            variants = [self._variant(prob, "model"), self._variant(prob, "free")]
+        self.modes_, self.components_ = find_components(
+            prob, variants, n_starts=n_starts, random_seed=random_seed, mode_search=mode_search)
+        return self.modes_, self.components_
+
     # ------------------------------------------------------------------ fit
 
     def fit(self, *, sampler="nutpie", draws=1000, tune=1000, chains=4, random_seed=None,
@@ -325,11 +353,7 @@ class CMCModel:
         prob = self._problem()
         t0 = time.perf_counter()
         if sampler != "smc":
-            variants = None
-            if prob.data_scale == "auto" and prob.lik_code == 0:
-                variants = [self._variant(prob, "model"), self._variant(prob, "free")]
-            self.modes_, self.components_ = find_components(
-                prob, variants, n_starts=n_starts, random_seed=seeds[0], mode_search=mode_search)
+            self.find_components(n_starts=n_starts, random_seed=seeds[0], mode_search=mode_search)
         t_modes = time.perf_counter() - t0
         buf = None
         kept = dropped = None
